@@ -1,0 +1,78 @@
+"""The motion reward service: `POST /v1/motion/score` around motionnft.scoring, plus the shared shell."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from motionnft.contracts.motion import MOTION_SCORE_PATH, MotionScoreRequest, MotionScoreResponse
+from services.reward_api.scorer import RewardScorer
+from services.reward_api.settings import RewardApiSettings
+from services.serving.app import Readiness, build_service_app
+from services.serving.auth import require_token
+from services.serving.metrics import ServiceMetrics
+from services.serving.problems import problem_responses
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Motion alignment reward (MotionEdit, METHOD.md section 2): how well the optical flow from the
+input image to each edit matches the flow from the input image to the ground-truth target.
+Images are base64 PNG, JPEG or WebP. Errors are `application/problem+json` (RFC 9457)."""
+
+
+def create_app(settings: RewardApiSettings | None = None) -> FastAPI:
+    """Build the service; the flow estimator loads in the background after startup (see /readyz)."""
+    settings = settings or RewardApiSettings()
+    metrics = ServiceMetrics("reward_api")
+    readiness = Readiness()
+    scorer = RewardScorer(settings, metrics)
+
+    async def load() -> None:
+        try:
+            await asyncio.to_thread(scorer.load)
+        except Exception as exc:  # a bad setting or missing weights: report it on /readyz
+            log.exception("flow estimator failed to load")
+            readiness.error = f"{type(exc).__name__}: {exc}"
+            return
+        scorer.start()
+        readiness.details = {"flow_backend": scorer.flow_backend, "device": settings.device,
+                             "reward_version": scorer.params.version}  # fmt: skip
+        readiness.ready = True
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loading = asyncio.create_task(load())
+        yield
+        readiness.draining = True
+        await loading
+        await scorer.stop()
+
+    app = build_service_app(
+        title="MotionNFT reward API",
+        description=DESCRIPTION,
+        version="0.1.0",
+        settings=settings,
+        metrics=metrics,
+        readiness=readiness,
+        lifespan=lifespan,
+    )
+    app.state.scorer = scorer
+    app.state.readiness = readiness
+    app.state.settings = settings
+
+    @app.post(
+        MOTION_SCORE_PATH,
+        tags=["motion"],
+        summary="Score edits by motion alignment with the target",
+        dependencies=[Depends(require_token(settings.auth_token))],
+        responses=problem_responses(400, 401, 413, 422, 429, 503),
+    )
+    async def score(request: MotionScoreRequest) -> MotionScoreResponse:
+        readiness.require_ready()
+        return await scorer.score(request)
+
+    return app

@@ -1,0 +1,98 @@
+"""The shell every service shares: probes, metrics, middleware, problem+json, OpenAPI declarations.
+
+A service builds its FastAPI app with `build_service_app` and adds its own /v1 routes; everything
+else (auth, limits, error bodies, metrics, request ids, readiness, draining) comes from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from motionnft.contracts.problems import ProblemDetail
+from services.serving.metrics import MetricsMiddleware, ServiceMetrics
+from services.serving.middleware import AdmissionMiddleware, RequestContextMiddleware
+from services.serving.problems import ProblemError, install_problem_handlers, problem_responses
+from services.serving.settings import ServingSettings
+
+
+@dataclass
+class Readiness:
+    """What /readyz reports: ready once the model is loaded and warmed up; not ready while draining."""
+
+    ready: bool = False
+    draining: bool = False
+    error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def require_ready(self) -> None:
+        """Raise a 503 problem unless the service can take work now."""
+        if self.draining:
+            raise ProblemError(503, "draining", "Service is shutting down", headers={"Retry-After": "1"})
+        if not self.ready:
+            detail = f"Startup failed: {self.error}" if self.error else "The model is still loading."
+            raise ProblemError(503, "not-ready", "Service is not ready", detail, headers={"Retry-After": "1"})
+
+
+def build_service_app(
+    *,
+    title: str,
+    description: str,
+    version: str,
+    settings: ServingSettings,
+    metrics: ServiceMetrics,
+    readiness: Readiness,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+) -> FastAPI:
+    """A FastAPI app with the shared routes, middleware and error handling already in place."""
+    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    install_problem_handlers(app)
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness: the process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/readyz", tags=["ops"], summary="Readiness: model loaded and warmed up", responses=problem_responses(503))
+    async def readyz() -> dict[str, Any]:
+        readiness.require_ready()
+        return {"status": "ready", **readiness.details}
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_model=None)
+    async def metrics_endpoint() -> Any:
+        return metrics.render()
+
+    # add_middleware wraps: the last added runs first (outermost).
+    app.add_middleware(
+        AdmissionMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_in_flight=settings.max_in_flight,
+        retry_after_s=settings.retry_after_s,
+        is_draining=lambda: readiness.draining,
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics, router=app.router)
+    app.add_middleware(RequestContextMiddleware)
+    _declare_problem_schema(app)
+    return app
+
+
+def _declare_problem_schema(app: FastAPI) -> None:
+    """Put ProblemDetail into components/schemas so problem+json responses can reference it."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(ProblemDetail.model_json_schema(ref_template="#/components/schemas/{model}")["$defs"])
+            components["ProblemDetail"] = {
+                k: v for k, v in ProblemDetail.model_json_schema(ref_template="#/components/schemas/{model}").items()
+                if k != "$defs"
+            }  # fmt: skip
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

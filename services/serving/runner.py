@@ -1,0 +1,50 @@
+"""Run a service under uvicorn with graceful shutdown: in-flight requests finish, new ones get 503."""
+
+from __future__ import annotations
+
+import logging
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+from services.serving.app import Readiness
+from services.serving.middleware import RequestIdFilter
+from services.serving.settings import ServingSettings
+
+
+class DrainingServer(uvicorn.Server):
+    """On SIGTERM/SIGINT, mark the service as draining before uvicorn stops taking connections."""
+
+    def __init__(self, config: uvicorn.Config, readiness: Readiness) -> None:
+        super().__init__(config)
+        self.readiness = readiness
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.readiness.draining = True
+        super().handle_exit(sig, frame)
+
+
+def configure_logging(level: str) -> None:
+    """One log format for every service, with the request id on each line."""
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def run_service(app: FastAPI, settings: ServingSettings, readiness: Readiness) -> None:
+    """Serve until SIGTERM/SIGINT; blocks."""
+    configure_logging(settings.log_level)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,  # RequestContextMiddleware logs each request with its id
+        timeout_graceful_shutdown=int(settings.graceful_timeout_s),
+        log_config=None,
+    )
+    DrainingServer(config, readiness).run()

@@ -1,0 +1,124 @@
+"""Ways to run a service in tests: in-process (ASGI + lifespan), uvicorn in a thread, or a real process.
+
+Shared by every service's tests, so the reward API and the judge are exercised the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from motionnft.contracts.problems import PROBLEM_MEDIA_TYPE
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@asynccontextmanager
+async def in_process(app: FastAPI, *, wait_ready: bool = True) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client wired straight to the app, with its lifespan running (startup and shutdown)."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as client:
+            if wait_ready:
+                await wait_until_ready(client)
+            yield client
+
+
+async def wait_until_ready(client: httpx.AsyncClient, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if (await client.get("/readyz")).status_code == 200:
+            return
+        await asyncio.sleep(0.02)
+    raise TimeoutError(f"service not ready after {timeout_s} s: {(await client.get('/readyz')).text}")
+
+
+@contextmanager
+def in_thread(app: FastAPI) -> Iterator[str]:
+    """uvicorn serving the app on 127.0.0.1 (free port) in a background thread; yields the base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready_sync(base_url)
+        yield base_url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def as_process(module: str, env: dict[str, str], port_variable: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`python -m module` as a real process on a free loopback port; yields (base URL, process)."""
+    port = free_port()
+    full_env = {**os.environ, **env, port_variable: str(port), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", module], cwd=REPO_ROOT, env=full_env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready_sync(base_url, process=process)
+        yield base_url, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _wait_ready_sync(base_url: str, timeout_s: float = 60.0, process: subprocess.Popen[str] | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"service exited early:\n{process.stdout.read() if process.stdout else ''}")
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{base_url} not ready after {timeout_s} s")
+
+
+def assert_problem(response: httpx.Response, status: int, loc: str | None = None) -> dict:
+    """The response is an RFC 9457 problem with this status (and, if given, names this location)."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_MEDIA_TYPE), response.headers
+    body = response.json()
+    assert body["status"] == status
+    assert body["title"] and body["type"].startswith("/problems/")
+    assert body.get("request_id") == response.headers["x-request-id"]
+    if loc is not None:
+        locs = [e["loc"] for e in body.get("errors", [])]
+        assert loc in locs, f"{loc!r} not among {locs}"
+    return body
