@@ -152,7 +152,7 @@ def motion_alignment(
     or non-finite values.
     """
     p, g = _normalised_flows(flow_edit, flow_target)
-    mag_p, mag_g = torch.linalg.vector_norm(p, dim=1), torch.linalg.vector_norm(g, dim=1)
+    mag_p, mag_g = _magnitude(p), _magnitude(g)
     vector = _vector_term(p, g, params.eps, params.q, params.vector_term)
     error = _direction_error(p, g, mag_p, mag_g, params.eps)
     if params.direction_term == "mask":
@@ -224,7 +224,7 @@ def motion_alignment_score(flow_edit: Tensor, flow_target: Tensor, params: MASPa
     Raises ValueError on invalid flows, as `motion_alignment` does.
     """
     p, g = _normalised_flows(flow_edit, flow_target)
-    mag_p, mag_g = torch.linalg.vector_norm(p, dim=1), torch.linalg.vector_norm(g, dim=1)
+    mag_p, mag_g = _magnitude(p), _magnitude(g)
     d_mag = _vector_term(p, g, params.eps, params.q, "component")
     error = _direction_error(p, g, mag_p, mag_g, params.eps)
     d_dir = _magnitude_weighted_mean(error, mag_g, params.eps)
@@ -253,6 +253,13 @@ def _normalised_flows(flow_edit: Tensor, flow_target: Tensor) -> tuple[Tensor, T
     height, width = p.shape[2], p.shape[3]
     diagonal = math.sqrt(height * height + width * width)
     return p / diagonal, g / diagonal
+
+
+def _magnitude(flow: Tensor) -> Tensor:
+    """Per-pixel L2 norm of a (B, 2, H, W) flow, (B, H, W)."""
+    # hypot of the two channel planes: the same value as vector_norm over dim 1, which torch's CPU
+    # kernel reduces along a strided axis about 70x slower (180 ms vs 2.5 ms for 8 x 512^2).
+    return torch.hypot(flow[:, 0], flow[:, 1])
 
 
 def _vector_term(p: Tensor, g: Tensor, eps: float, q: float, variant: VectorTerm) -> Tensor:

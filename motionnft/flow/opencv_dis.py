@@ -108,7 +108,7 @@ class DISFlow:
         source_pixels = to_uint8_hwc(sources)
         target_pixels = to_uint8_hwc(targets)
         pairs = zip(source_pixels, target_pixels, strict=True)
-        if self._pool is None:
+        if self._pool is None or len(source_pixels) == 1:  # one pair gains nothing from the pool
             flows = [self._estimate_pair(source, target) for source, target in pairs]
         else:
             flows = list(self._pool.map(lambda pair: self._estimate_pair(*pair), pairs))
