@@ -61,6 +61,7 @@ class Result:
     latencies: list[float]  # seconds per group
     peak_rss_mb: float
     edits: int
+    peak_gpu_mb: float = 0.0  # torch allocator peak, in-process modes only
 
     @property
     def edits_per_s(self) -> float:
@@ -69,6 +70,14 @@ class Result:
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _peak_gpu_mb(device: str) -> float:
+    if not device.startswith("cuda"):
+        return 0.0
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**20
 
 
 def _sync(device: str) -> None:
@@ -98,7 +107,7 @@ def run_reference(setup: Setup, groups: list[EncodedGroup]) -> Result:
         _sync(setup.device)
         if index > 0:  # the first group warms up
             latencies.append(time.perf_counter() - started)
-    return Result(sum(latencies), latencies, _peak_rss_mb(), 8 * len(latencies))
+    return Result(sum(latencies), latencies, _peak_rss_mb(), 8 * len(latencies), _peak_gpu_mb(setup.device))
 
 
 def run_scorer(setup: Setup, groups: list[EncodedGroup]) -> Result:
@@ -119,7 +128,7 @@ def run_scorer(setup: Setup, groups: list[EncodedGroup]) -> Result:
         _sync(setup.device)
         if index > 0:
             latencies.append(time.perf_counter() - started)
-    return Result(sum(latencies), latencies, _peak_rss_mb(), 8 * len(latencies))
+    return Result(sum(latencies), latencies, _peak_rss_mb(), 8 * len(latencies), _peak_gpu_mb(setup.device))
 
 
 def run_service(setup: Setup, groups: list[EncodedGroup], clients: int = 4) -> Result:
@@ -201,8 +210,9 @@ def table(setup: Setup, results: dict[int, dict[str, Result]]) -> str:
         for mode, result in by_mode.items():
             ratio = {"a": "", "b": f"b/a = {b / by_mode['a'].edits_per_s:.2f}", "c": f"c/b = {result.edits_per_s / b:.2f}"}
             p50, p99 = np.percentile(result.latencies, [50, 99]) * 1000
+            memory = f"{result.peak_rss_mb:.0f}" + (f" (GPU {result.peak_gpu_mb:.0f})" if result.peak_gpu_mb else "")
             rows.append([f"{size}x{size}", names[mode], f"{result.edits_per_s:.1f}", ratio[mode],
-                         f"{p50:.0f}", f"{p99:.0f}", f"{result.peak_rss_mb:.0f}"])  # fmt: skip
+                         f"{p50:.0f}", f"{p99:.0f}", memory])  # fmt: skip
     header = ["size", "mode", "edits/s", "ratio", "p50 ms/group", "p99 ms/group", "peak RSS MB"]
     return markdown_table(header, rows)
 
