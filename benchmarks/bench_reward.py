@@ -36,7 +36,7 @@ class Setup:
     batch_size: int
     allow_random_weights: bool
 
-    def estimator(self):  # noqa: ANN201 - returns a FlowEstimator
+    def estimator(self):
         from motionnft.flow import build_flow_estimator
 
         if self.backend == "dis":
@@ -159,9 +159,11 @@ async def _drive(url: str, groups: list[EncodedGroup], clients: int) -> Result:
         return base64.b64encode(raw).decode("ascii")
 
     requests = [
-        MotionScoreRequest(groups=[MotionGroup(source=b64(g.source), target=b64(g.target), edits=[b64(e) for e in g.edits])])
+        MotionScoreRequest(
+            groups=[MotionGroup(source=b64(g.source), target=b64(g.target), edits=[b64(e) for e in g.edits])]
+        )
         for g in groups
-    ]  # fmt: skip
+    ]
     async with RewardClient(url, timeout_s=300, deadline_s=600) as client:
         await client.wait_ready(timeout_s=120)
         await client.score(requests[0])  # warm-up group, not measured
@@ -188,7 +190,7 @@ def _vm_hwm_mb(pid: int) -> float:
     return float("nan")
 
 
-def _isolated(function, *args) -> Result:  # noqa: ANN001
+def _isolated(function, *args) -> Result:
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(function, args)
 
@@ -208,7 +210,11 @@ def table(setup: Setup, results: dict[int, dict[str, Result]]) -> str:
         b = by_mode["b"].edits_per_s
         names = {"a": "(a) reference loop", "b": "(b) MotionScorer", "c": "(c) service, 4 clients"}
         for mode, result in by_mode.items():
-            ratio = {"a": "", "b": f"b/a = {b / by_mode['a'].edits_per_s:.2f}", "c": f"c/b = {result.edits_per_s / b:.2f}"}
+            ratio = {
+                "a": "",
+                "b": f"b/a = {b / by_mode['a'].edits_per_s:.2f}",
+                "c": f"c/b = {result.edits_per_s / b:.2f}",
+            }
             p50, p99 = np.percentile(result.latencies, [50, 99]) * 1000
             memory = f"{result.peak_rss_mb:.0f}" + (f" (GPU {result.peak_gpu_mb:.0f})" if result.peak_gpu_mb else "")
             rows.append([f"{size}x{size}", names[mode], f"{result.edits_per_s:.1f}", ratio[mode],
@@ -238,10 +244,15 @@ def main() -> None:
         sections.append(f"{title}\n\n{table(setup, results)}")
         print(sections[-1], flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    weights = " RAFT with random weights (speed only; no pretrained weights on that machine)." if args.allow_random_weights else ""
+    weights = (
+        " RAFT with random weights (speed only; no pretrained weights on that machine)."
+        if args.allow_random_weights
+        else ""
+    )
     body = (
         f"## Motion reward scoring ({args.section})\n\n"
-        f"Machine: {machine_description(args.device)}. Commit {commit or 'uncommitted'}, {time.strftime('%Y-%m-%d')}.{weights}\n"
+        f"Machine: {machine_description(args.device)}. "
+        f"Commit {commit or 'uncommitted'}, {time.strftime('%Y-%m-%d')}.{weights}\n"
         f"Command: `{' '.join([Path(sys.executable).name, '-m', 'benchmarks.bench_reward', *sys.argv[1:]])}`.\n"
         f"{args.groups} measured groups per row (8 edits each, every group distinct: cold target-flow cache); "
         "(a) and (b) start from encoded image bytes; (c) includes base64, JSON and HTTP on loopback, "

@@ -160,11 +160,7 @@ def motion_alignment(
     else:
         direction = _magnitude_weighted_mean(error, mag_g, params.eps)
     movement = _movement_term(mag_p, mag_g, params.tau, params.movement_ratio)
-    distance = (
-        params.vector_weight * vector
-        + params.direction_weight * direction
-        + params.movement_weight * movement
-    )
+    distance = params.vector_weight * vector + params.direction_weight * direction + params.movement_weight * movement
     # D_min = D_vec(G, G): every difference is 0, so each averaged value is eps^q (either variant).
     d_min = params.eps**params.q
     span = max(params.d_max - d_min, _MIN_RANGE)

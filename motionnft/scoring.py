@@ -13,9 +13,8 @@ edit; caching it is where most of the speed-up comes from.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from motionnft.caching import LRUCache
 from motionnft.contracts.images import DecodedImage
 from motionnft.flow import FlowEstimator
 from motionnft.motion import MotionReward, MotionRewardParams, motion_alignment
@@ -60,44 +60,17 @@ class GroupFlows:
     edits: list[torch.Tensor]  # K x (2, H_k, W_k)
 
 
-class TargetFlowCache:
-    """Bounded LRU of target flows keyed by content hash and size; thread-safe; counts hits/misses."""
-
-    def __init__(self, max_entries: int) -> None:
-        self.max_entries = max_entries
-        self._entries: OrderedDict[CacheKey, torch.Tensor] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: CacheKey) -> torch.Tensor | None:
-        with self._lock:
-            flow = self._entries.get(key)
-            if flow is None:
-                self.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return flow
-
-    def put(self, key: CacheKey, flow: torch.Tensor) -> None:
-        if self.max_entries <= 0:
-            return
-        with self._lock:
-            self._entries[key] = flow
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._entries)
+# Target flows keyed by content hash and size, shared by every request of a scorer.
+TargetFlowCache = LRUCache[CacheKey, torch.Tensor]
 
 
 def resize_like_reference(pixels: np.ndarray, size: Size) -> np.ndarray:
     """uint8 (H, W, 3) to uint8 (size[0], size[1], 3), bilinear without antialias as the reference does."""
     if pixels.shape[:2] == size:
         return pixels
-    tensor = torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0).float()
+    # Decoded images are read-only arrays; torch wants writable memory even for a read.
+    writable = pixels if pixels.flags.writeable else pixels.copy()
+    tensor = torch.from_numpy(writable).permute(2, 0, 1).unsqueeze(0).float()
     resized = F.interpolate(tensor, size=size, mode="bilinear", align_corners=False)
     return resized[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
 

@@ -74,9 +74,7 @@ def image_batch_size(batch: ImageBatch) -> tuple[int, int, int]:
         size = (shape[0], shape[1], shape[2])
     elif isinstance(batch, torch.Tensor) and batch.is_floating_point():
         if len(shape) != 4 or shape[1] != 3:
-            raise ValueError(
-                f"a floating image batch must be channels-first RGB (B, 3, H, W), got shape {shape}"
-            )
+            raise ValueError(f"a floating image batch must be channels-first RGB (B, 3, H, W), got shape {shape}")
         size = (shape[0], shape[2], shape[3])
     else:
         raise ValueError(
@@ -84,9 +82,7 @@ def image_batch_size(batch: ImageBatch) -> tuple[int, int, int]:
             f"got {type(batch).__name__} of dtype {batch.dtype}"
         )
     if min(size) <= 0:
-        raise ValueError(
-            f"an image batch must hold at least one image of at least 1x1 pixels, got shape {shape}"
-        )
+        raise ValueError(f"an image batch must hold at least one image of at least 1x1 pixels, got shape {shape}")
     return size
 
 
@@ -99,9 +95,7 @@ def check_image_pair(sources: ImageBatch, targets: ImageBatch) -> tuple[int, int
     source_size = image_batch_size(sources)
     target_size = image_batch_size(targets)
     if source_size != target_size:
-        raise ValueError(
-            f"sources and targets must have the same (B, H, W), got {source_size} and {target_size}"
-        )
+        raise ValueError(f"sources and targets must have the same (B, H, W), got {source_size} and {target_size}")
     return source_size
 
 
@@ -137,7 +131,11 @@ def to_float_chw(batch: ImageBatch, device: torch.device | str = "cpu") -> torch
     image_batch_size(batch)
     target_device = torch.device(device)
     if _is_uint8(batch):
-        pixels = torch.from_numpy(batch) if isinstance(batch, np.ndarray) else batch.detach()
+        # torch warns on read-only arrays (decoded images are): copy only those.
+        if isinstance(batch, np.ndarray):
+            pixels = torch.from_numpy(batch if batch.flags.writeable else batch.copy())
+        else:
+            pixels = batch.detach()
         pixels = pixels.to(target_device, non_blocking=True)
         return pixels.permute(0, 3, 1, 2).to(torch.float32).div_(255.0).contiguous()
     assert isinstance(batch, torch.Tensor)  # image_batch_size admitted only floating tensors here

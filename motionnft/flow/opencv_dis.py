@@ -69,9 +69,7 @@ class DISFlow:
         num_threads: as given.
     """
 
-    def __init__(
-        self, preset: DISPreset = "medium", device: torch.device | str = "cpu", num_threads: int = 1
-    ) -> None:
+    def __init__(self, preset: DISPreset = "medium", device: torch.device | str = "cpu", num_threads: int = 1) -> None:
         if preset not in _PRESET_CODES:
             raise ValueError(f"unknown DIS preset {preset!r}; choose one of {get_args(DISPreset)}")
         if num_threads < 1:
@@ -84,9 +82,7 @@ class DISFlow:
         # Process-wide on purpose: see the module docstring ("Threading").
         cv2.setNumThreads(1)
         self._pool = (
-            ThreadPoolExecutor(max_workers=num_threads, thread_name_prefix="dis-flow")
-            if num_threads > 1
-            else None
+            ThreadPoolExecutor(max_workers=num_threads, thread_name_prefix="dis-flow") if num_threads > 1 else None
         )
 
     def estimate(self, sources: ImageBatch, targets: ImageBatch) -> torch.Tensor:

@@ -260,9 +260,7 @@ def load_raft_state(model: RAFT, state: dict[str, torch.Tensor], variant: str, s
     expected = model.state_dict()
     missing = sorted(expected.keys() - state.keys())
     unexpected = sorted(state.keys() - expected.keys())
-    reshaped = sorted(
-        name for name in expected.keys() & state.keys() if expected[name].shape != state[name].shape
-    )
+    reshaped = sorted(name for name in expected.keys() & state.keys() if expected[name].shape != state[name].shape)
     if missing or unexpected or reshaped:
         found = {"missing keys": missing, "unexpected keys": unexpected, "shape mismatches": reshaped}
         found = {kind: names for kind, names in found.items() if names}

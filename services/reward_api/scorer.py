@@ -14,7 +14,6 @@ from collections.abc import Sequence
 import numpy as np
 from prometheus_client import Counter, Histogram
 
-from motionnft.contracts.images import DecodedImage, ImageError, decode_image
 from motionnft.contracts.motion import EditScore, GroupScores, MotionScoreRequest, MotionScoreResponse, MotionTerms
 from motionnft.contracts.problems import FieldProblem
 from motionnft.flow import FlowEstimator, build_flow_estimator
@@ -22,6 +21,7 @@ from motionnft.motion import MotionRewardParams
 from motionnft.scoring import EditReward, MotionScorer, ScoringGroup
 from services.reward_api.settings import RewardApiSettings
 from services.serving.batching import MicroBatcher, Overloaded
+from services.serving.images import decode_named, limit_problem
 from services.serving.metrics import LATENCY_BUCKETS, ServiceMetrics
 from services.serving.problems import ProblemError
 
@@ -51,7 +51,9 @@ class RewardScorer:
         self.scorer: MotionScorer | None = None
         self.batcher: MicroBatcher[ScoringGroup, list[EditReward]] | None = None
         ns, reg = metrics.namespace, metrics.registry
-        self.cache_hits = Counter("target_flow_cache_hits", "Target flows served from cache", namespace=ns, registry=reg)
+        self.cache_hits = Counter(
+            "target_flow_cache_hits", "Target flows served from cache", namespace=ns, registry=reg
+        )
         self.cache_misses = Counter("target_flow_cache_misses", "Target flows computed", namespace=ns, registry=reg)
         self.flow_seconds = Histogram(
             "flow_batch_seconds", "Seconds per flow-estimator call", buckets=LATENCY_BUCKETS, namespace=ns, registry=reg
@@ -130,28 +132,18 @@ class RewardScorer:
                 msg = f"{len(group.edits)} edits; at most {s.max_edits_per_group}"
                 problems.append(FieldProblem(loc=f"groups[{g}].edits", msg=msg))
         if problems:
-            raise ProblemError(422, "limit-exceeded", "Request outside the service's limits", problems[0].msg, problems)
+            raise limit_problem(problems)
 
     def _decode(self, request: MotionScoreRequest) -> list[ScoringGroup]:
-        problems: list[FieldProblem] = []
-
-        def decode(data: str, loc: str) -> DecodedImage | None:
-            try:
-                return decode_image(data, self.settings.image_limits)
-            except ImageError as exc:
-                problems.append(FieldProblem(loc=loc, msg=str(exc)))
-                return None
-
-        groups: list[ScoringGroup] = []
+        named: list[tuple[str, str]] = []
         for g, wire in enumerate(request.groups):
-            source = decode(wire.source, f"groups[{g}].source")
-            target = decode(wire.target, f"groups[{g}].target")
-            edits = [decode(e, f"groups[{g}].edits[{k}]") for k, e in enumerate(wire.edits)]
-            if source is not None and target is not None and all(e is not None for e in edits):
-                groups.append(ScoringGroup(source, target, [e for e in edits if e is not None], wire.id))
-        if problems:
-            detail = "; ".join(f"{p.loc}: {p.msg}" for p in problems[:3])
-            raise ProblemError(422, "invalid-image", "One or more images could not be used", detail, problems)
+            named += [(f"groups[{g}].source", wire.source), (f"groups[{g}].target", wire.target)]
+            named += [(f"groups[{g}].edits[{k}]", edit) for k, edit in enumerate(wire.edits)]
+        images = iter(decode_named(named, self.settings.image_limits))
+        groups = []
+        for wire in request.groups:
+            source, target = next(images), next(images)
+            groups.append(ScoringGroup(source, target, [next(images) for _ in wire.edits], wire.id))
         return groups
 
     def _score_batch(self, groups: Sequence[ScoringGroup]) -> list[list[EditReward]]:

@@ -11,8 +11,9 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import PlainTextResponse
 
 from motionnft.contracts.problems import ProblemDetail
 from services.serving.metrics import MetricsMiddleware, ServiceMetrics
@@ -62,8 +63,9 @@ def build_service_app(
         readiness.require_ready()
         return {"status": "ready", **readiness.details}
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_model=None)
-    async def metrics_endpoint() -> Any:
+    # Declared as text/plain: the Prometheus exposition format, not JSON.
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=PlainTextResponse)
+    async def metrics_endpoint() -> Response:
         return metrics.render()
 
     # add_middleware wraps: the last added runs first (outermost).

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 
-from fastapi import FastAPI, Response
+from fastapi import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from starlette.routing import Match
+from starlette.routing import Match, Router
 
 from services.serving.middleware import ASGIApp, Message, Receive, Scope, Send
 
@@ -52,9 +52,9 @@ class ServiceMetrics:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def route_template(app: ASGIApp, scope: Scope) -> str:
+def route_template(app: Router, scope: Scope) -> str:
     """The path template of the route that matches this request, or `<unmatched>`."""
-    for route in getattr(app, "routes", ()):
+    for route in app.routes:
         match, _ = route.matches(scope)
         if match == Match.FULL:
             return str(getattr(route, "path", "<unmatched>"))
@@ -64,7 +64,7 @@ def route_template(app: ASGIApp, scope: Scope) -> str:
 class MetricsMiddleware:
     """Counts requests and errors, times them, and tracks in-flight requests."""
 
-    def __init__(self, app: ASGIApp, *, metrics: ServiceMetrics, router: FastAPI) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: ServiceMetrics, router: Router) -> None:
         self.app = app
         self.metrics = metrics
         self.router = router

@@ -112,10 +112,14 @@ async def _on_http(request: Request, exc: Exception) -> ProblemResponse:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> ProblemResponse:
-    log.exception("unhandled error on %s (request %s)", request.url.path, _request_id(request))
+    request_id = _request_id(request)
+    log.exception("unhandled error on %s (request %s)", request.url.path, request_id)
+    # Starlette sends this response from its outermost middleware, outside RequestContextMiddleware,
+    # so the request id header has to be added here or the 500 would be the one answer without it.
     return problem_response(
         500, "internal-error", "Internal server error", "The error was logged with this request id.",
-        instance=request.url.path, request_id=_request_id(request),
+        instance=request.url.path, request_id=request_id,
+        headers={"X-Request-ID": request_id} if request_id else None,
     )  # fmt: skip
 
 
@@ -135,6 +139,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "Request body over the size limit.",
         422: "Request is well-formed JSON but invalid: wrong types, bad images, limits exceeded.",
         429: "Too many requests in flight; retry after `Retry-After` seconds.",
+        502: "The upstream model failed for every item of the request.",
         503: "Not ready, draining, or overloaded; retry after `Retry-After` seconds.",
     }
     return {

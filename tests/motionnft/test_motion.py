@@ -251,9 +251,7 @@ def upscale(flow: torch.Tensor) -> torch.Tensor:
 
 @FAST
 @given(flow_pairs(), st.sampled_from(VARIANTS))
-def test_scaling_image_and_flows_leaves_reward_unchanged(
-    pair: Pair, variant: tuple[VectorTerm, DirectionTerm]
-) -> None:
+def test_scaling_image_and_flows_leaves_reward_unchanged(pair: Pair, variant: tuple[VectorTerm, DirectionTerm]) -> None:
     # Below eps (normalised) the magnitude-weighted term divides by the floor eps instead of
     # sum(weight), which grows with the pixel count: scale-free only for targets that move at all.
     peak = torch.linalg.vector_norm(pair[1], dim=1).flatten(1).amax(1) / math.hypot(*pair[1].shape[2:])
@@ -284,9 +282,7 @@ def test_batch_items_are_independent(pair: Pair, data: st.DataObject) -> None:
     permuted = motion_alignment(fe[perm], fg[perm])
     for name in FIELDS:
         torch.testing.assert_close(getattr(permuted, name), getattr(batch, name)[perm], rtol=0, atol=1e-6)
-    torch.testing.assert_close(
-        motion_alignment_score(fe[perm], fg[perm]), motion_alignment_score(fe, fg)[perm]
-    )
+    torch.testing.assert_close(motion_alignment_score(fe[perm], fg[perm]), motion_alignment_score(fe, fg)[perm])
 
 
 def test_accepts_other_float_dtypes() -> None:
@@ -368,9 +364,7 @@ def test_mas_static_target_is_not_gated() -> None:
 def test_mas_and_reward_decrease_as_the_edit_turns_away() -> None:
     gen = torch.Generator().manual_seed(0)
     fg = torch.zeros(1, 2, 16, 16)
-    fg[:, :, 4:12, 4:12] = (
-        torch.randn(1, 2, 8, 8, generator=gen) * 2 + torch.tensor([3.0, -1.0])[:, None, None]
-    )
+    fg[:, :, 4:12, 4:12] = torch.randn(1, 2, 8, 8, generator=gen) * 2 + torch.tensor([3.0, -1.0])[:, None, None]
     scores, rewards = [], []
     for theta in torch.linspace(0, math.pi, 13).tolist():
         c, s = math.cos(theta), math.sin(theta)

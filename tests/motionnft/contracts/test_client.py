@@ -117,9 +117,7 @@ async def test_429_then_success_is_retried_with_one_generated_id(server: Scripte
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("status", [400, 401, 404, 422])
-async def test_client_errors_are_not_retried_and_carry_the_problem(
-    server: ScriptedServer, status: int
-) -> None:
+async def test_client_errors_are_not_retried_and_carry_the_problem(server: ScriptedServer, status: int) -> None:
     server.script(default=_problem(status))
     async with _client(server) as client:
         with pytest.raises(ServiceError) as caught:
@@ -277,9 +275,7 @@ async def test_backoff_waits_use_full_jitter_and_uncapped_retry_after(
         status = next(statuses)
         if status == 200:
             return httpx.Response(200, json=_response(_scores(2)))
-        return httpx.Response(
-            status, headers={"Retry-After": retry_after[status]} if status in retry_after else {}
-        )
+        return httpx.Response(status, headers={"Retry-After": retry_after[status]} if status in retry_after else {})
 
     waits: list[float] = []
 

@@ -65,9 +65,7 @@ def central_mask(height: int, width: int, margin: int) -> np.ndarray:
     return mask
 
 
-def translation(
-    dx: float, dy: float, size: int = 256, photo: Photo = "astronaut", margin: int = 16
-) -> KnownMotion:
+def translation(dx: float, dy: float, size: int = 256, photo: Photo = "astronaut", margin: int = 16) -> KnownMotion:
     """The whole picture moves by ``(dx, dy)`` pixels (integer or sub-pixel).
 
     Both images are crops of one larger photograph, so the target's borders hold real picture content

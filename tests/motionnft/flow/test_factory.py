@@ -33,9 +33,7 @@ def test_raft_backend_passes_options(monkeypatch: pytest.MonkeyPatch, tmp_path: 
 
 
 def test_unknown_backend_lists_the_choices() -> None:
-    with pytest.raises(
-        ValueError, match=r"unknown flow backend 'farneback'.*dis, opencv, raft_large, raft_small"
-    ):
+    with pytest.raises(ValueError, match=r"unknown flow backend 'farneback'.*dis, opencv, raft_large, raft_small"):
         build_flow_estimator("farneback")
 
 

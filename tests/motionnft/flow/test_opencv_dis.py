@@ -86,9 +86,7 @@ def test_batch_equals_items_and_thread_pool_equals_sequential(medium: DISFlow) -
 
 def test_float_chw_input_gives_the_same_flow_as_uint8(medium: DISFlow) -> None:
     motion = MOTIONS["subpixel-translation"][1]
-    as_float = [
-        torch.from_numpy(image[None]).permute(0, 3, 1, 2) / 255.0 for image in (motion.source, motion.target)
-    ]
+    as_float = [torch.from_numpy(image[None]).permute(0, 3, 1, 2) / 255.0 for image in (motion.source, motion.target)]
     assert torch.equal(medium.estimate(motion.source[None], motion.target[None]), medium.estimate(*as_float))
 
 

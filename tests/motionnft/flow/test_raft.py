@@ -52,9 +52,7 @@ def image_pairs(batch: int, height: int, width: int) -> tuple[np.ndarray, np.nda
     """uint8 ``(B, H, W, 3)`` sources and targets: crops of one photograph, each target shifted."""
     photo = photograph("astronaut", 256)
     sources = np.stack([photo[8 * i : 8 * i + height, 5 * i : 5 * i + width] for i in range(batch)])
-    targets = np.stack(
-        [photo[8 * i + 2 : 8 * i + 2 + height, 5 * i + 3 : 5 * i + 3 + width] for i in range(batch)]
-    )
+    targets = np.stack([photo[8 * i + 2 : 8 * i + 2 + height, 5 * i + 3 : 5 * i + 3 + width] for i in range(batch)])
     return sources, targets
 
 
@@ -114,9 +112,7 @@ def test_random_weights_only_when_allowed_and_with_a_warning(caplog: pytest.LogC
     assert "RANDOM weights" in caplog.text
 
 
-def test_cached_pretrained_file_is_used_when_present(
-    empty_hub: Path, small_state: dict[str, torch.Tensor]
-) -> None:
+def test_cached_pretrained_file_is_used_when_present(empty_hub: Path, small_state: dict[str, torch.Tensor]) -> None:
     cached = pretrained_cache_path("raft_small")
     assert cached == empty_hub / "checkpoints" / SMALL_PRETRAINED_FILE
     cached.parent.mkdir(parents=True)
@@ -181,9 +177,7 @@ def test_bad_arguments_are_refused(small_checkpoint: Path) -> None:
         RAFTFlow("raft_small", checkpoint=small_checkpoint, dtype=torch.int32)
 
 
-def test_bfloat16_runs_under_autocast_close_to_float32(
-    small_checkpoint: Path, small_estimator: RAFTFlow
-) -> None:
+def test_bfloat16_runs_under_autocast_close_to_float32(small_checkpoint: Path, small_estimator: RAFTFlow) -> None:
     sources, targets = image_pairs(batch=1, height=64, width=64)
     reduced = RAFTFlow("raft_small", checkpoint=small_checkpoint, num_flow_updates=2, dtype=torch.bfloat16)
     flow = reduced.estimate(sources, targets)
