@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: install test run lint bench-reward clean
+.PHONY: install test run run-judge lint bench-reward bench-judge clean
 
 install: $(STAMP)
 
@@ -24,6 +24,9 @@ test: $(STAMP)
 run: $(STAMP)
 	$(PY) -m services.reward_api
 
+run-judge: $(STAMP)
+	$(PY) -m services.mllm_judge
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -31,6 +34,9 @@ lint: $(STAMP)
 
 bench-reward: $(STAMP)
 	$(PY) -m benchmarks.bench_reward --out docs/benchmarks.md
+
+bench-judge: $(STAMP)
+	$(PY) -m benchmarks.bench_judge --out docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -21,6 +21,7 @@ SUPPORTED_FORMATS = ("PNG", "JPEG", "WEBP")
 DEFAULT_MAX_PIXELS = 4096 * 4096
 DEFAULT_MIN_SIDE = 16
 DEFAULT_MAX_SIDE = 8192
+_EXIF_ORIENTATION = 0x0112
 
 
 class ImageError(ValueError):
@@ -42,6 +43,9 @@ class DecodedImage:
 
     pixels: np.ndarray
     digest: str
+    # The client's own bytes as a data URL, when a model server can take them as they are (RGB or gray
+    # PNG/JPEG/WebP, no EXIF rotation): forwarding them saves re-encoding (~20 ms per 256^2 PNG).
+    data_url: str | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -64,7 +68,7 @@ def decode_base64(data: str) -> bytes:
     return raw
 
 
-def decode_image_bytes(raw: bytes, limits: ImageLimits = ImageLimits()) -> DecodedImage:
+def decode_image_bytes(raw: bytes, limits: ImageLimits = ImageLimits(), *, keep_data_url: bool = False) -> DecodedImage:
     """Decode PNG/JPEG/WebP bytes to uint8 RGB (H, W, 3); raises ImageError on anything else."""
     try:
         with warnings.catch_warnings():
@@ -78,19 +82,24 @@ def decode_image_bytes(raw: bytes, limits: ImageLimits = ImageLimits()) -> Decod
             raise ImageError(f"unsupported image format {image.format}; use PNG, JPEG or WebP")
         width, height = image.size
         _check_size(width, height, limits)
+        image_format = image.format
         try:
             image.load()
+            forwardable = image.mode in ("RGB", "L") and image.getexif().get(_EXIF_ORIENTATION, 1) == 1
             oriented = ImageOps.exif_transpose(image)
             rgb = oriented.convert("RGB")
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             raise ImageError(f"corrupt or truncated {image.format} data ({exc})") from None
     pixels = np.asarray(rgb, dtype=np.uint8)
-    return DecodedImage(pixels=pixels, digest=hashlib.blake2b(raw, digest_size=16).hexdigest())
+    data_url = None
+    if keep_data_url and forwardable:
+        data_url = f"data:image/{image_format.lower()};base64," + base64.b64encode(raw).decode("ascii")
+    return DecodedImage(pixels=pixels, digest=hashlib.blake2b(raw, digest_size=16).hexdigest(), data_url=data_url)
 
 
-def decode_image(data: str, limits: ImageLimits = ImageLimits()) -> DecodedImage:
-    """Base64 text from the wire to a DecodedImage; raises ImageError."""
-    return decode_image_bytes(decode_base64(data), limits)
+def decode_image(data: str, limits: ImageLimits = ImageLimits(), *, keep_data_url: bool = False) -> DecodedImage:
+    """Base64 text from the wire to a DecodedImage (with `data_url` if asked and possible); raises ImageError."""
+    return decode_image_bytes(decode_base64(data), limits, keep_data_url=keep_data_url)
 
 
 def _check_size(width: int, height: int, limits: ImageLimits) -> None:

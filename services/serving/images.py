@@ -12,7 +12,9 @@ from motionnft.contracts.problems import FieldProblem
 from services.serving.problems import ProblemError
 
 
-def decode_named(images: Sequence[tuple[str, str]], limits: ImageLimits) -> list[DecodedImage]:
+def decode_named(
+    images: Sequence[tuple[str, str]], limits: ImageLimits, *, keep_data_urls: bool = False
+) -> list[DecodedImage]:
     """(location, base64) pairs -> decoded images in the same order; one 422 naming every bad one.
 
     Blocking (PIL decoding): call it through `asyncio.to_thread`.
@@ -21,7 +23,7 @@ def decode_named(images: Sequence[tuple[str, str]], limits: ImageLimits) -> list
     problems: list[FieldProblem] = []
     for loc, data in images:
         try:
-            decoded.append(decode_image(data, limits))
+            decoded.append(decode_image(data, limits, keep_data_url=keep_data_urls))
         except ImageError as exc:
             problems.append(FieldProblem(loc=loc, msg=str(exc)))
     if problems:

@@ -1,0 +1,117 @@
+"""The judge's prompts, versioned. `edit` is the training reward (METHOD.md section 3, verbatim);
+`fidelity`, `preservation` and `coherence` are MotionEdit-Bench's generative metrics (METHOD.md
+section 6), written by this project because the paper's text is unpublished; `compare` asks which of
+two edits is better, for the bench's Win Rate. docs/rubrics.md explains each.
+
+A version is `<name>/<revision>-<first 8 hex of sha256(text)>`: editing a prompt changes its
+version even if nobody bumps the revision, so cached answers and results never mix two texts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from motionnft.judge_scores import COMPARE_CHOICES, RATING_CHOICES
+from services.mllm_judge.backends.base import QuestionKind
+
+
+@dataclass(frozen=True)
+class Rubric:
+    """A prompt template with `{prompt}` where the instruction goes."""
+
+    name: str
+    revision: int
+    kind: QuestionKind
+    template: str
+
+    @property
+    def version(self) -> str:
+        digest = hashlib.sha256(self.template.encode()).hexdigest()[:8]
+        return f"{self.name}/{self.revision}-{digest}"
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return RATING_CHOICES if self.kind == "rating" else COMPARE_CHOICES
+
+    def render(self, instruction: str) -> str:
+        # str.replace, not str.format: an instruction may contain braces.
+        return self.template.replace("{prompt}", instruction)
+
+
+# METHOD.md section 3, verbatim (its first sentence is wrapped there for width; it is one line).
+EDIT = Rubric(
+    "edit",
+    1,
+    "rating",
+    """Here are two images: the original and the edited version. \
+Please evaluate the edited image based on the following editing instruction.
+Instruction: {prompt}
+You need to rate the editing result from 0 to 5 based on the accuracy and quality of the edit.
+0: The wrong object was edited, or the edit completely fails to follow the instruction.
+5: The correct object was edited, the instructions were followed, and the visual result is high quality.
+Response Format (Directly response the score number):
+0-5""",
+)
+
+FIDELITY = Rubric(
+    "fidelity",
+    1,
+    "rating",
+    """Here are two images: the original and the edited version. \
+The edit was meant to change a motion, pose, orientation or interaction.
+Instruction: {prompt}
+Rate how completely the instructed motion happened in the edited image, from 0 to 5. Judge only the \
+motion: which body part or object moved, in which direction, and how far.
+0: The instructed motion did not happen, or a different motion happened.
+3: The motion happened partly: right part and direction, but too little, too much, or only roughly.
+5: The instructed motion happened fully and exactly as asked.
+Response Format (Directly response the score number):
+0-5""",
+)
+
+PRESERVATION = Rubric(
+    "preservation",
+    1,
+    "rating",
+    """Here are two images: the original and the edited version. \
+The edit was meant to change only a motion, pose, orientation or interaction.
+Instruction: {prompt}
+Rate how well everything the instruction did not ask to change was kept, from 0 to 5: the identity and \
+appearance of every subject (face, clothing, colours, textures), the background, the lighting and the viewpoint.
+0: The subject's identity or the scene was replaced or badly altered.
+3: Mostly kept, with visible changes to appearance, background or viewpoint.
+5: Everything not mentioned by the instruction is exactly as in the original.
+Response Format (Directly response the score number):
+0-5""",
+)
+
+COHERENCE = Rubric(
+    "coherence",
+    1,
+    "rating",
+    """Here are two images: the original and the edited version.
+Instruction: {prompt}
+Rate the physical plausibility and visual quality of the edited image alone, from 0 to 5: anatomy and \
+pose are possible, objects keep their shape, contacts and shadows make sense, and there are no \
+artifacts (blur, seams, duplicated or missing limbs, distorted text).
+0: Physically impossible or heavily corrupted.
+3: Plausible overall with noticeable artifacts or awkward parts.
+5: Entirely plausible and artifact-free.
+Response Format (Directly response the score number):
+0-5""",
+)
+
+COMPARE = Rubric(
+    "compare",
+    1,
+    "compare",
+    """Here are three images: the original, then edit A, then edit B.
+Instruction: {prompt}
+Which edit follows the instruction better? Consider whether the instructed motion happened, whether \
+the subject and scene were otherwise preserved, and the visual quality.
+Response Format (Directly respond with the letter of the better edit):
+A or B""",
+)
+
+RUBRICS: dict[str, Rubric] = {r.name: r for r in (EDIT, FIDELITY, PRESERVATION, COHERENCE)}

@@ -1,0 +1,354 @@
+"""A fake OpenAI-compatible chat-completions server (a vLLM stand-in) on loopback, for tests and benchmarks.
+
+`ChatCompletionsUpstream` is a raw ASGI app, cheap per request: it never decodes images and parses the
+request JSON only when it records requests. `running_upstream` serves it with uvicorn on 127.0.0.1
+(a free port) in a background thread and yields a base URL ending in `/v1`:
+
+    upstream = ChatCompletionsUpstream(logprobs=logprobs_from_levels([0, 0, 0.1, 0.2, 0.7, 0]))
+    with running_upstream(upstream) as base_url:
+        upstream.script(error(429, retry_after="0"))  # the next request gets a 429, later ones the default
+        ...
+
+Routes: `POST /v1/chat/completions`, `GET /v1/models`. What a chat-completions request gets, first
+match wins: the queue of the first `script(..., marker=m)` whose marker occurs in the raw request
+body (e.g. a phrase of one question's prompt), then the unmarked queue, then that script's `then`, then
+the default answer. Concurrency: with `max_concurrency` set, requests beyond it wait their turn on a
+semaphore (like vLLM's max-num-seqs) and `latency_s` (plus a behaviour's `delay_s`) is spent holding
+a slot; `peak_concurrency` is the most requests outstanding at once (arrived, not yet answered),
+`peak_running` the most holding a slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+from motionnft.judge_scores import RATING_CHOICES
+
+DEFAULT_MODEL = "fake/judge-vl"
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """What the upstream does with one chat-completions request.
+
+    Attributes:
+        status: HTTP status of the answer.
+        logprobs: token -> logprob of the first generated token, for a 200 answer; None means the
+            upstream's default answer. The sampled token is the most likely one.
+        body: exact bytes to send instead of a generated body (malformed JSON, missing fields).
+        headers: extra response headers (e.g. Retry-After).
+        delay_s: seconds spent before answering, on top of the upstream's latency (timeouts).
+    """
+
+    status: int = 200
+    logprobs: Mapping[str, float] | None = None
+    body: bytes | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+
+
+def answer(logprobs: Mapping[str, float]) -> Behaviour:
+    """A 200 completion whose first token has these top logprobs."""
+    return Behaviour(logprobs=dict(logprobs))
+
+
+def error(status: int, retry_after: str | None = None, message: str | None = None) -> Behaviour:
+    """An OpenAI-style error answer, optionally with a Retry-After header."""
+    text = message or f"fake upstream error {status}"
+    body = json.dumps({"error": {"message": text, "type": "fake_error", "code": status}}).encode()
+    headers = {"Retry-After": retry_after} if retry_after is not None else {}
+    return Behaviour(status=status, body=body, headers=headers)
+
+
+def malformed_json() -> Behaviour:
+    """A 200 whose body is not JSON (cut off mid-object)."""
+    return Behaviour(body=b'{"id": "chatcmpl-fake", "choices": [{"index": 0, "logpro')
+
+
+def without_logprobs() -> Behaviour:
+    """A well-formed 200 completion with `logprobs: null` (a server that ignored the request for them)."""
+    body = json.loads(completion_body({"4": -0.1}))
+    body["choices"][0]["logprobs"] = None
+    return Behaviour(body=json.dumps(body).encode())
+
+
+def no_choice_tokens() -> Behaviour:
+    """A 200 completion whose top tokens hold no digit (the model started a sentence instead)."""
+    return answer({"The": -0.2, "I": -1.9, "Score": -3.0})
+
+
+def slow(delay_s: float) -> Behaviour:
+    """The default answer, `delay_s` seconds late."""
+    return Behaviour(delay_s=delay_s)
+
+
+def logprobs_from_levels(
+    levels: Sequence[float], tokens: Sequence[str] = RATING_CHOICES, extra: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """token -> log(p) for each level with p > 0 (tokens "0".."5" by default), plus `extra` tokens."""
+    if len(levels) != len(tokens):
+        raise ValueError(f"{len(levels)} levels for {len(tokens)} tokens")
+    logprobs = {token: math.log(p) for token, p in zip(tokens, levels, strict=True) if p > 0}
+    logprobs.update(extra or {})
+    return logprobs
+
+
+def completion_body(logprobs: Mapping[str, float], model: str = DEFAULT_MODEL) -> bytes:
+    """An OpenAI chat.completion body: one generated token (the most likely) with its top_logprobs."""
+    ranked = sorted(logprobs.items(), key=lambda item: item[1], reverse=True)
+    token, logprob = ranked[0] if ranked else ("", 0.0)
+    top = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in ranked]
+    body = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": token},
+                "logprobs": {
+                    "content": [
+                        {"token": token, "logprob": logprob, "bytes": list(token.encode()), "top_logprobs": top}
+                    ]
+                },
+                "finish_reason": "length",
+            }
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+    return json.dumps(body).encode()
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request the upstream received: `body` is the parsed JSON (None for a GET or unparseable)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class _Script:
+    queue: deque[Behaviour]
+    then: Behaviour | None
+
+
+class ChatCompletionsUpstream:
+    """The fake server as an ASGI app; see the module docstring.
+
+    Args:
+        model: the one model id served (`GET /v1/models`).
+        logprobs: the default answer's first-token top logprobs.
+        latency_s: seconds each request spends holding a slot before its answer (0: none).
+        max_concurrency: slots; None means every request runs at once.
+        api_key: when set, requests without `Authorization: Bearer <api_key>` get a 401.
+        record: keep every request (headers, parsed JSON body) in `received`; off for benchmarks.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str = DEFAULT_MODEL,
+        logprobs: Mapping[str, float] | None = None,
+        latency_s: float = 0.0,
+        max_concurrency: int | None = None,
+        api_key: str | None = None,
+        record: bool = True,
+    ) -> None:
+        self.model = model
+        self.latency_s = latency_s
+        self.max_concurrency = max_concurrency
+        self.record = record
+        self.base_url = ""
+        self._auth = f"Bearer {api_key}".encode() if api_key else None
+        self._default = completion_body(logprobs or {"5": 0.0}, model)
+        self._models = json.dumps(
+            {"object": "list", "data": [{"id": model, "object": "model", "owned_by": "fake"}]}
+        ).encode()
+        self._lock = threading.Lock()
+        self._scripts: dict[bytes | None, _Script] = {}
+        self._slots: asyncio.Semaphore | None = None
+        self.reset()
+
+    def script(self, *behaviours: Behaviour, marker: str | None = None, then: Behaviour | None = None) -> None:
+        """Queue behaviours for the next chat-completions requests (only those whose body holds `marker`,
+        when given); `then` is what they get once the queue runs out (default: the default answer)."""
+        key = marker.encode() if marker is not None else None
+        with self._lock:
+            self._scripts[key] = _Script(deque(behaviours), then)
+
+    def reset(self) -> None:
+        """Forget scripts, recorded requests and counters (the default answer stays)."""
+        with self._lock:
+            self._scripts = {}
+            self.received: list[Received] = []
+            self.served = 0
+            # in_flight and running are live gauges (a slow request of an earlier test may still run)
+            self.in_flight: int = getattr(self, "in_flight", 0)
+            self.running: int = getattr(self, "running", 0)
+            self.peak_concurrency = self.in_flight
+            self.peak_running = self.running
+
+    @property
+    def completions(self) -> list[Received]:
+        """The chat-completions requests received, in arrival order."""
+        return [r for r in self.received if r.path.endswith("/chat/completions")]
+
+    def _behaviour(self, body: bytes) -> Behaviour | None:
+        if not self._scripts:
+            return None
+        with self._lock:
+            scripts = sorted(self._scripts.items(), key=lambda item: item[0] is None)  # markers first
+            for key, script in scripts:
+                if key is not None and key not in body:
+                    continue
+                if script.queue:
+                    return script.queue.popleft()
+                if script.then is not None:
+                    return script.then
+        return None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return  # lifespan is off; nothing else is served
+        self.in_flight += 1  # counters are touched only on the server's event loop: no lock needed
+        self.peak_concurrency = max(self.peak_concurrency, self.in_flight)
+        try:
+            body = await _read_body(receive)
+            status, payload, headers = await self._handle(scope, body)
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": payload})
+        finally:
+            self.in_flight -= 1
+            self.served += 1
+
+    async def _handle(self, scope: dict[str, Any], body: bytes) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        method, path = scope["method"], scope["path"]
+        if self.record:
+            self._record(scope, body)
+        if self._auth is not None and dict(scope["headers"]).get(b"authorization") != self._auth:
+            return 401, error(401, message="invalid api key").body or b"", _JSON
+        if method == "GET" and path == "/v1/models":
+            return 200, self._models, _JSON
+        if method != "POST" or path != "/v1/chat/completions":
+            return 404, error(404, message=f"no route {method} {path}").body or b"", _JSON
+        behaviour = self._behaviour(body)
+        await self._generate(behaviour.delay_s if behaviour else 0.0)
+        if behaviour is None:
+            return 200, self._default, _JSON
+        if behaviour.body is not None:
+            payload = behaviour.body
+        else:
+            payload = completion_body(behaviour.logprobs, self.model) if behaviour.logprobs else self._default
+        extra = [(k.lower().encode(), v.encode()) for k, v in behaviour.headers.items()]
+        return behaviour.status, payload, _JSON + extra
+
+    async def _generate(self, delay_s: float) -> None:
+        """Hold a slot (when bounded) for the latency plus `delay_s`, like a model generating."""
+        if self.max_concurrency is None:
+            await self._busy(delay_s)
+            return
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_concurrency)
+        async with self._slots:
+            await self._busy(delay_s)
+
+    async def _busy(self, delay_s: float) -> None:
+        self.running += 1
+        self.peak_running = max(self.peak_running, self.running)
+        try:
+            if self.latency_s + delay_s > 0:
+                await asyncio.sleep(self.latency_s + delay_s)
+        finally:
+            self.running -= 1
+
+    def _record(self, scope: dict[str, Any], body: bytes) -> None:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            parsed = None
+        self.received.append(Received(scope["method"], scope["path"], headers, parsed))
+
+
+_JSON = [(b"content-type", b"application/json")]
+
+
+async def _read_body(receive: Any) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break  # the client went away
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+@contextmanager
+def running_upstream(upstream: ChatCompletionsUpstream) -> Iterator[str]:
+    """Serve `upstream` with uvicorn on 127.0.0.1 (free port) in a background thread; yield `.../v1`."""
+    upstream._slots = None  # a semaphore belongs to one event loop; the server thread makes its own
+    config = uvicorn.Config(
+        upstream,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=1,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="fake-chat-completions", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("fake chat-completions server did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    upstream.base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        yield upstream.base_url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
+
+
+def main() -> None:
+    """Serve a fake upstream in the foreground (for benchmarks that want it in its own process)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--latency-s", type=float, default=0.05)
+    parser.add_argument("--max-concurrency", type=int, default=None)
+    args = parser.parse_args()
+    upstream = ChatCompletionsUpstream(
+        model=args.model,
+        logprobs=logprobs_from_levels([0.0, 0.05, 0.1, 0.2, 0.5, 0.15]),
+        latency_s=args.latency_s,
+        max_concurrency=args.max_concurrency,
+        record=False,
+    )
+    uvicorn.run(upstream, host="127.0.0.1", port=args.port, log_level="warning", access_log=False, lifespan="off")
+
+
+if __name__ == "__main__":
+    main()
