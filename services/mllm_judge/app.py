@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
 
@@ -25,8 +22,6 @@ from services.serving.auth import require_token
 from services.serving.metrics import ServiceMetrics
 from services.serving.problems import problem_responses
 
-log = logging.getLogger(__name__)
-
 DESCRIPTION = """A vision-language judge of image edits (MotionEdit, METHOD.md sections 3 and 6): rates each
 edit 0-5 under a rubric from the first answer token's distribution, and compares two edits with both
 orders averaged. Images are base64 PNG, JPEG or WebP. Errors are `application/problem+json`.
@@ -40,26 +35,12 @@ def create_app(settings: MllmJudgeSettings | None = None) -> FastAPI:
     readiness = Readiness()
     scorer = JudgeScorer(settings, metrics)
 
-    async def load() -> None:
-        try:
-            await scorer.load()
-        except Exception as exc:  # a bad setting, missing weights, unreachable upstream: say so on /readyz
-            log.exception("judge backend failed to load")
-            readiness.error = f"{type(exc).__name__}: {exc}"
-            return
-        rubrics = {r.name: r.version for r in (*RUBRICS.values(), COMPARE)}
-        readiness.details = {**scorer.identity, "rubrics": rubrics}
+    async def load() -> dict[str, Any]:
+        await scorer.load()
+        details = {**scorer.identity, "rubrics": {r.name: r.version for r in (*RUBRICS.values(), COMPARE)}}
         if not scorer.backend.is_language_model:
-            readiness.details["note"] = "similarity backend: SSIM to the target image, NOT a language model"
-        readiness.ready = True
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loading = asyncio.create_task(load())
-        yield
-        readiness.draining = True
-        await loading
-        await scorer.close()
+            details["note"] = "similarity backend: SSIM to the target image, NOT a language model"
+        return details
 
     app = build_service_app(
         title="MotionNFT MLLM judge",
@@ -68,7 +49,8 @@ def create_app(settings: MllmJudgeSettings | None = None) -> FastAPI:
         settings=settings,
         metrics=metrics,
         readiness=readiness,
-        lifespan=lifespan,
+        load=load,
+        close=scorer.close,
     )
     app.state.scorer = scorer
     app.state.readiness = readiness

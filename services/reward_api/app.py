@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
 
@@ -16,8 +14,6 @@ from services.serving.app import Readiness, build_service_app
 from services.serving.auth import require_token
 from services.serving.metrics import ServiceMetrics
 from services.serving.problems import problem_responses
-
-log = logging.getLogger(__name__)
 
 DESCRIPTION = """Motion alignment reward (MotionEdit, METHOD.md section 2): how well the optical flow from the
 input image to each edit matches the flow from the input image to the ground-truth target.
@@ -31,25 +27,10 @@ def create_app(settings: RewardApiSettings | None = None) -> FastAPI:
     readiness = Readiness()
     scorer = RewardScorer(settings, metrics)
 
-    async def load() -> None:
-        try:
-            await asyncio.to_thread(scorer.load)
-        except Exception as exc:  # a bad setting or missing weights: report it on /readyz
-            log.exception("flow estimator failed to load")
-            readiness.error = f"{type(exc).__name__}: {exc}"
-            return
+    async def load() -> dict[str, Any]:
+        await asyncio.to_thread(scorer.load)
         scorer.start()
-        readiness.details = {"flow_backend": scorer.flow_backend, "device": settings.device,
-                             "reward_version": scorer.params.version}  # fmt: skip
-        readiness.ready = True
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loading = asyncio.create_task(load())
-        yield
-        readiness.draining = True
-        await loading
-        await scorer.stop()
+        return {"flow_backend": scorer.flow_backend, "device": settings.device, "reward_version": scorer.params.version}
 
     app = build_service_app(
         title="MotionNFT reward API",
@@ -58,7 +39,8 @@ def create_app(settings: RewardApiSettings | None = None) -> FastAPI:
         settings=settings,
         metrics=metrics,
         readiness=readiness,
-        lifespan=lifespan,
+        load=load,
+        close=scorer.stop,
     )
     app.state.scorer = scorer
     app.state.readiness = readiness

@@ -6,8 +6,10 @@ else (auth, limits, error bodies, metrics, request ids, readiness, draining) com
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +22,8 @@ from services.serving.metrics import MetricsMiddleware, ServiceMetrics
 from services.serving.middleware import AdmissionMiddleware, RequestContextMiddleware
 from services.serving.problems import ProblemError, install_problem_handlers, problem_responses
 from services.serving.settings import ServingSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -48,9 +52,24 @@ def build_service_app(
     settings: ServingSettings,
     metrics: ServiceMetrics,
     readiness: Readiness,
-    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+    load: Callable[[], Awaitable[dict[str, Any]]],
+    close: Callable[[], Awaitable[None]],
 ) -> FastAPI:
-    """A FastAPI app with the shared routes, middleware and error handling already in place."""
+    """A FastAPI app with the shared routes, middleware, error handling and lifecycle in place.
+
+    `load` (the model, warm-up) runs in the background once the server is up, so /healthz answers
+    at once and /readyz turns 200 when it returns (its dict is shown there), or reports its error.
+    At shutdown the service drains (new work gets 503), waits for `load`, then awaits `close`.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loading = asyncio.create_task(_load(load, readiness))
+        yield
+        readiness.draining = True
+        await loading
+        await close()
+
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
     install_problem_handlers(app)
 
@@ -80,6 +99,17 @@ def build_service_app(
     app.add_middleware(RequestContextMiddleware)
     _declare_problem_schema(app)
     return app
+
+
+async def _load(load: Callable[[], Awaitable[dict[str, Any]]], readiness: Readiness) -> None:
+    try:
+        details = await load()
+    except Exception as exc:  # a bad setting, missing weights, an unreachable upstream: say so on /readyz
+        log.exception("the service failed to load its model")
+        readiness.error = f"{type(exc).__name__}: {exc}"
+        return
+    readiness.details = details
+    readiness.ready = True
 
 
 def _declare_problem_schema(app: FastAPI) -> None:

@@ -45,15 +45,17 @@ def build(**overrides: object) -> Service:
     options = {"max_in_flight": 2, "max_body_bytes": MAX_BODY, "retry_after_s": 3, **overrides}
     settings = ServingSettings(**options)  # type: ignore[arg-type]
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+    async def load() -> dict[str, object]:
+        return {}
+
+    async def close() -> None:
+        return None
 
     readiness = Readiness(ready=True)
     metrics = ServiceMetrics("test")
     app = build_service_app(
         title="test", description="A tiny service.", version="0", settings=settings,
-        metrics=metrics, readiness=readiness, lifespan=lifespan,
+        metrics=metrics, readiness=readiness, load=load, close=close,
     )  # fmt: skip
     service = Service(app, readiness, metrics)
 
