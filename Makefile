@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: install test run run-judge lint bench-reward bench-judge clean
+.PHONY: install test demo run run-judge lint bench-reward bench-judge clean
 
 install: $(STAMP)
 
@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The whole loop on this machine: synthetic data, both services, local Ray, the tiny policy.
+demo: $(STAMP)
+	$(PY) -m trainer.demo
 
 run: $(STAMP)
 	$(PY) -m services.reward_api

@@ -10,10 +10,12 @@ from typing import Annotated
 import typer
 
 from motionnft.contracts.images import DecodedImage, ImageError, decode_image_bytes
+from motionnft.data.cli import data_app
 
 app = typer.Typer(help="MotionNFT: motion-aware reward and RL post-training for image editing.", no_args_is_help=True)
 serve_app = typer.Typer(help="Run a MotionNFT service.", no_args_is_help=True)
 app.add_typer(serve_app, name="serve")
+app.add_typer(data_app, name="data")
 
 ImagePath = Annotated[Path, typer.Option(exists=True, dir_okay=False, readable=True)]
 
@@ -73,6 +75,58 @@ def serve_reward(
     from services.reward_api.__main__ import main
 
     main()
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="A YAML preset under configs/.")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a setting: a.b=value (repeatable).")] = None,
+    no_resume: Annotated[bool, typer.Option(help="Ignore checkpoints in the run directory.")] = False,
+) -> None:
+    """Run (or resume) MotionNFT training; same as `python -m trainer`."""
+    from trainer.__main__ import main as train_main
+
+    train_main(
+        [
+            "--config",
+            str(config),
+            *[a for s in set_ or [] for a in ("--set", s)],
+            *(["--no-resume"] if no_resume else []),
+        ]
+    )
+
+
+@app.command("pretrain-tiny")
+def pretrain_tiny(
+    out: Annotated[Path, typer.Option(help="Where to write the diffusers directory.")] = Path(
+        "checkpoints/tiny-kontext"
+    ),
+    pairs: Annotated[int, typer.Option(help="Synthetic pairs to learn from.")] = 1200,
+    data_seed: Annotated[
+        int, typer.Option(help="Seed of the synthetic pairs (the demo uses 0: keep them apart).")
+    ] = 1000,
+    vae_steps: Annotated[int, typer.Option(help="Autoencoder steps.")] = 1500,
+    steps: Annotated[int, typer.Option(help="Flow-matching steps.")] = 3000,
+    batch_size: int = 16,
+    lr: float = 1e-3,
+    seed: int = 0,
+    size: int = 64,
+) -> None:
+    """Pre-train the embedded tiny FLUX.1 Kontext policy on synthetic motion edits (supervised flow matching)."""
+    from motionnft.data.synth import generate
+    from workers.pretrain import pretrain_tiny as run
+
+    path = run(generate(pairs, data_seed, size), out, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+               size=size, vae_steps=vae_steps)  # fmt: skip
+    typer.echo((path / "pretrain.json").read_text())
+
+
+@app.command()
+def plot(run_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False)]) -> None:
+    """Draw a run's training curves to RUN_DIR/curves.png."""
+    from trainer.plots import plot_run
+
+    typer.echo(str(plot_run(run_dir)))
 
 
 if __name__ == "__main__":

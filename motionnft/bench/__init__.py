@@ -1,0 +1,1 @@
+"""MotionEdit-Bench: run, score, aggregate and report (METHOD.md section 6)."""

@@ -1,0 +1,156 @@
+"""Tests of trainer.config: METHOD.md defaults, YAML + --set overrides, errors, frozen, round trip."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from trainer.config import (
+    ConfigError,
+    RunConfig,
+    TrainConfig,
+    config_from_mapping,
+    from_yaml,
+    load_config,
+    to_yaml,
+)
+
+
+def test_defaults_are_the_method_constants() -> None:
+    c = TrainConfig()
+    # METHOD.md section 4: rewards, advantages, banning; section 1: K = 8, 24 prompts, 512x512.
+    assert c.reward.weights == {"motion": 0.5, "judge": 0.5}
+    assert (c.nft.adv_clip, c.nft.ban_std, c.nft.ban_mean) == (5.0, 0.05, 0.9)
+    assert (c.data.samples_per_prompt, c.data.prompts_per_epoch, c.data.size, c.data.center_crop) == (8, 24, 512, True)
+    # Section 5: the NFT loss and the update.
+    assert (c.nft.form, c.nft.beta, c.nft.kl_weight, c.nft.loss_scale, c.nft.adaptive_eps) == (
+        "reference",
+        1.0,
+        1e-4,
+        5.0,
+        1e-5,
+    )
+    assert (c.policy.lora.rank, c.policy.lora.alpha, c.policy.lora.init) == (32, 64.0, "gaussian")
+    assert c.policy.lora.targets == (
+        "to_q",
+        "to_k",
+        "to_v",
+        "to_out.0",
+        "add_q_proj",
+        "add_k_proj",
+        "add_v_proj",
+        "to_add_out",
+    )
+    assert (c.policy.sampling_steps, c.policy.guidance, c.policy.solver) == (6, 2.5, "heun")
+    o = c.optim
+    assert (o.lr, o.betas, o.weight_decay, o.eps, o.grad_clip) == (3e-4, (0.9, 0.999), 1e-4, 1e-8, 1.0)
+    assert (o.ema, o.old_decay_rate, o.old_decay_cap, o.timesteps_per_sample) == (0.9, 0.001, 0.5, 5)
+    assert c.run.epochs == 300  # FLUX.1 Kontext dev
+    assert c.run.out_dir == Path("runs/motionnft")
+    assert c.ray.address is None and c.ray.learner_device == "cpu"
+
+
+def test_yaml_then_overrides(tmp_path: Path) -> None:
+    preset = tmp_path / "preset.yaml"
+    preset.write_text(
+        "run:\n  name: demo\n  epochs: 10\n"
+        "reward:\n  weights: {motion: 0.7, judge: 0.3}\n"
+        "policy:\n  lora: {rank: 4}\n  dtype: bfloat16\n"
+    )
+    c = load_config(
+        preset,
+        [
+            "run.epochs=3",
+            "reward.weights.motion=1.0",  # one entry of a dict field; the other stays
+            "policy.lora.targets=[to_q, to_k]",
+            "optim.lr=1e-3",  # YAML 1.1 reads this as a string; pydantic makes it a float
+            "optim.betas=[0.8, 0.9]",
+            "ray.address=null",
+            "run.name=2024",  # numbers are fine for string fields
+        ],
+    )
+    assert (c.run.epochs, c.run.name) == (3, "2024")
+    assert c.run.out_dir == Path("runs/2024")  # follows the name unless set
+    assert c.reward.weights == {"motion": 1.0, "judge": 0.3}
+    assert c.policy.lora.targets == ("to_q", "to_k") and c.policy.lora.rank == 4
+    assert c.policy.dtype == "bfloat16"
+    assert c.optim.lr == 1e-3 and c.optim.betas == (0.8, 0.9)
+
+
+def test_dict_entry_override_keeps_default_entries() -> None:
+    c = load_config(None, ["reward.weights.motion=1.0"])
+    assert c.reward.weights == {"motion": 1.0, "judge": 0.5}
+    assert load_config(None, ["reward.weights={motion: 1.0}"]).reward.weights == {"motion": 1.0}
+
+
+@pytest.mark.parametrize(
+    ("override", "path"),
+    [
+        ("policy.lora.rnk=3", "policy.lora.rnk"),
+        ("polcy.dtype=float32", "polcy"),
+        ("run.epochs.x=1", "run.epochs"),
+    ],
+)
+def test_unknown_override_names_the_path(override: str, path: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"'{path}'")):
+        load_config(None, [override])
+
+
+def test_unknown_yaml_key_names_the_path(tmp_path: Path) -> None:
+    preset = tmp_path / "bad.yaml"
+    preset.write_text("policy:\n  lora:\n    rnk: 3\n")
+    with pytest.raises(ConfigError, match=r"'policy\.lora\.rnk'"):
+        load_config(preset, [])
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["run.epochs", "=3", "run..epochs=3", "run.epochs=[", "run.epochs=-1", "nft.form=other", "optim.ema=2"],
+)
+def test_bad_overrides_are_clear_errors(override: str) -> None:
+    with pytest.raises(ConfigError):
+        load_config(None, [override])
+
+
+def test_bad_documents_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="mapping"):
+        from_yaml("- a\n- b\n")
+    with pytest.raises(ConfigError, match="YAML"):
+        from_yaml("run: [\n")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match=r"reward\.weights"):
+        config_from_mapping({"reward": {"weights": {"motion": -1.0}}})
+    with pytest.raises(ConfigError, match="timesteps_per_sample"):
+        config_from_mapping({"optim": {"timesteps_per_sample": 7}})
+
+
+def test_extra_fields_forbidden_and_frozen() -> None:
+    with pytest.raises(ValidationError):
+        TrainConfig(foo=1)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError):
+        RunConfig(bogus=1)  # type: ignore[call-arg]
+    c = TrainConfig()
+    with pytest.raises(ValidationError):
+        c.run.epochs = 5
+    with pytest.raises(ValidationError):
+        c.run = RunConfig()
+
+
+def test_to_yaml_round_trips(tmp_path: Path) -> None:
+    for c in (
+        TrainConfig(),
+        load_config(None, ["run.name=x", "run.out_dir=/tmp/elsewhere", "data.train_path=data/train.jsonl"]),
+        load_config(None, ["policy.guidance=null", "ray.num_cpus=2", "nft.form=paper"]),
+    ):
+        text = to_yaml(c)
+        assert from_yaml(text) == c
+        path = tmp_path / "config.yaml"
+        path.write_text(text)
+        assert load_config(path) == c
+        assert to_yaml(load_config(path)) == text
+    assert load_config(None, ["run.out_dir=/tmp/elsewhere"]).run.out_dir == Path("/tmp/elsewhere")
+    assert from_yaml("") == TrainConfig()

@@ -1,0 +1,251 @@
+"""The trainer's one config mechanism: a YAML preset plus ``--set a.b=value`` overrides, frozen pydantic.
+
+Defaults are METHOD.md's constants for everything the method fixes (rewards, advantages, the NFT
+loss, LoRA, the optimiser, the schedules, the epoch size: FLUX.1 Kontext dev, 300 steps) and the
+embedded demo's for where it runs (tiny policy on CPU in float32, services on localhost, local
+Ray); the presets in configs/ set the rest (bf16 and a GPU for the real models). Every model is
+frozen and forbids unknown fields; `to_yaml` writes the resolved config that `from_yaml` and
+`load_config` read back equal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be read: unknown key, bad value or malformed override; names the key path."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
+
+
+class RunConfig(_Frozen):
+    """One training run. ``epochs`` = NFT steps (one epoch of rollouts and updates each)."""
+
+    name: str = Field(default="motionnft", min_length=1)
+    seed: int = 0
+    out_dir: Path = Field(default=Path("runs/motionnft"), description="Checkpoints and logs; default runs/<name>.")
+    epochs: int = Field(default=300, gt=0)
+    eval_every: int = Field(default=25, gt=0, description="Epochs between evaluations.")
+    checkpoint_every: int = Field(default=50, gt=0, description="Epochs between checkpoints.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_out_dir(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("out_dir") is None:
+            return {**data, "out_dir": f"runs/{data.get('name', 'motionnft')}"}
+        return data
+
+
+class DataConfig(_Frozen):
+    """MotionEdit data; a None path means the synthetic MotionEdit-style generator."""
+
+    train_path: Path | None = None
+    eval_path: Path | None = None
+    size: int = Field(default=512, gt=0, description="Square training resolution in pixels.")
+    center_crop: bool = True
+    prompts_per_epoch: int = Field(default=24, gt=0)
+    samples_per_prompt: int = Field(default=8, ge=2, description="K, the group size.")
+
+
+class LoraConfig(_Frozen):
+    rank: int = Field(default=32, gt=0)
+    alpha: float = Field(default=64.0, gt=0)
+    targets: tuple[str, ...] = Field(default=DEFAULT_TARGETS, min_length=1)
+    init: Literal["gaussian", "zeros"] = "gaussian"
+
+
+class PolicyConfig(_Frozen):
+    """The editing model and its sampler; ``pretrained`` is a path / hub id, or "tiny" (random, built in code)."""
+
+    family: Literal["flux_kontext", "qwen_image_edit"] = "flux_kontext"
+    pretrained: str = "tiny"
+    lora: LoraConfig = LoraConfig()
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: str = "cpu"
+    sampling_steps: int = Field(default=6, gt=1)
+    guidance: float | None = Field(default=2.5, ge=0, description="FLUX.1 Kontext guidance; None = no guidance.")
+    solver: Literal["heun", "euler"] = "heun"
+
+
+class RewardConfig(_Frozen):
+    reward_url: str = "http://127.0.0.1:8001"
+    judge_url: str = "http://127.0.0.1:8002"
+    weights: dict[str, float] = Field(default_factory=lambda: {"motion": 0.5, "judge": 0.5})
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=3, gt=0)
+    max_drop_fraction: float = Field(
+        default=0.25, ge=0, le=1, description="Training stops when more than this share of an epoch's groups drop."
+    )
+    judge_rubric: str = "edit"
+
+    @field_validator("weights")
+    @classmethod
+    def _check_weights(cls, weights: dict[str, float]) -> dict[str, float]:
+        if not weights:
+            raise ValueError("at least one reward weight is needed")
+        if any(not math.isfinite(w) or w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+            raise ValueError(f"reward weights must be finite, >= 0 and not all 0, got {weights}")
+        return weights
+
+
+class OptimConfig(_Frozen):
+    lr: float = Field(default=3e-4, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    eps: float = Field(default=1e-8, gt=0)
+    grad_clip: float = Field(default=1.0, gt=0, description="Max global grad norm.")
+    grad_accum: int = Field(default=1, gt=0)
+    ema: float = Field(default=0.9, ge=0, le=1)
+    old_decay_rate: float = Field(default=0.001, ge=0)
+    old_decay_cap: float = Field(default=0.5, ge=0, le=1)
+    timesteps_per_sample: int = Field(default=5, gt=0, description="Of the sampling schedule's steps, shuffled.")
+
+
+class NFTConfig(_Frozen):
+    """The NFT loss (field names match trainer.nft.NFTLossParams), advantages and banning."""
+
+    form: Literal["reference", "paper"] = "reference"
+    beta: float = Field(default=1.0, gt=0)
+    kl_weight: float = Field(default=1e-4, ge=0)
+    loss_scale: float = Field(default=5.0, ge=0)
+    adaptive_eps: float = Field(default=1e-5, gt=0)
+    adv_clip: float = Field(default=5.0, gt=0)
+    ban_std: float = Field(default=0.05, ge=0)
+    ban_mean: float = Field(default=0.9)
+
+
+class RayConfig(_Frozen):
+    address: str | None = Field(default=None, description="None = a local ray.init().")
+    num_rollout_actors: int = Field(default=1, gt=0)
+    learner_device: str = "cpu"
+    num_cpus: int | None = Field(default=None, gt=0)
+
+
+class TrainConfig(_Frozen):
+    run: RunConfig = RunConfig()
+    data: DataConfig = DataConfig()
+    policy: PolicyConfig = PolicyConfig()
+    reward: RewardConfig = RewardConfig()
+    optim: OptimConfig = OptimConfig()
+    nft: NFTConfig = NFTConfig()
+    ray: RayConfig = RayConfig()
+
+    @model_validator(mode="after")
+    def _check_cross_fields(self) -> TrainConfig:
+        if self.optim.timesteps_per_sample > self.policy.sampling_steps:
+            raise ValueError(
+                f"optim.timesteps_per_sample ({self.optim.timesteps_per_sample}) exceeds "
+                f"policy.sampling_steps ({self.policy.sampling_steps})"
+            )
+        return self
+
+
+def load_config(path: Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read the YAML preset at ``path`` (None = defaults), then apply ``a.b=value`` overrides in order."""
+    if path is None:
+        return config_from_mapping({}, overrides)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    return from_yaml(text, overrides, source=str(path))
+
+
+def from_yaml(text: str, overrides: Sequence[str] = (), *, source: str = "<yaml>") -> TrainConfig:
+    """Parse a YAML document (as `to_yaml` writes it, or a preset), then apply overrides."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping, got {type(raw).__name__}")
+    return config_from_mapping(raw, overrides, source=source)
+
+
+def config_from_mapping(
+    raw: Mapping[str, Any], overrides: Sequence[str] = (), *, source: str = "<config>"
+) -> TrainConfig:
+    """Validate a nested mapping after applying ``a.b=value`` overrides (values parsed as YAML)."""
+    data = _plain(raw)
+    for override in overrides:
+        key, value = _parse_override(override)
+        _set_path(data, TrainConfig, key.split("."), value)
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from exc
+
+
+def to_yaml(config: TrainConfig) -> str:
+    """The resolved config as YAML (every field, defaults included), for logs and checkpoints."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def _parse_override(override: str) -> tuple[str, Any]:
+    key, sep, text = override.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {override!r} is not of the form a.b=value")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {key}: value {text!r} is not valid YAML: {exc}") from exc
+    return key, value
+
+
+def _set_path(data: dict[str, Any], model: type[BaseModel], parts: list[str], value: Any, prefix: str = "") -> None:
+    """Set data[parts...] = value, walking sub-models by their fields; a dict field takes any one entry."""
+    head, rest = parts[0], parts[1:]
+    path = f"{prefix}{head}"
+    field = model.model_fields.get(head)
+    if field is None:
+        raise ConfigError(f"unknown config key {path!r}; known here: {sorted(model.model_fields)}")
+    if not rest:
+        data[head] = value
+        return
+    sub = field.annotation
+    if isinstance(sub, type) and issubclass(sub, BaseModel):
+        child = data.setdefault(head, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"config key {path!r} must be a mapping, got {child!r}")
+        _set_path(child, sub, rest, value, f"{path}.")
+    elif getattr(sub, "__origin__", None) is dict and len(rest) == 1:
+        if not isinstance(data.get(head), dict):
+            # Start from the default entries: reward.weights.motion=1.0 keeps the judge's weight.
+            data[head] = dict(field.get_default(call_default_factory=True) or {})
+        data[head][rest[0]] = value
+    else:
+        raise ConfigError(f"config key {path!r} has no sub-key {'.'.join(rest)!r}")
+
+
+def _plain(value: Any) -> Any:
+    """A deep copy of nested mappings as plain dicts (overrides edit it in place)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = []
+    for error in exc.errors():
+        path = ".".join(str(part) for part in error["loc"]) or "<root>"
+        if error["type"] == "extra_forbidden":
+            lines.append(f"unknown config key {path!r}")
+        else:
+            lines.append(f"{path}: {error['msg']} (got {error.get('input')!r})")
+    return f"{source}: invalid config:\n  " + "\n  ".join(lines)

@@ -1,0 +1,162 @@
+"""The single controller: one MotionNFT run, read top to bottom as named, timed stages.
+
+sample (Ray rollout actors; rewards over HTTP) -> advantages -> update (learner actor) -> sync (one
+ray.put of the new sampling weights for every actor) -> evaluate -> checkpoint. Metrics go to
+`<run_dir>/metrics.jsonl`, one line per epoch; checkpoints resume the run exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from motionnft.contracts.client import JudgeClient, RewardClient
+from trainer.advantages import BanList, combine_rewards, group_advantages, saturated
+from trainer.checkpoints import TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
+from trainer.config import TrainConfig, to_yaml
+from trainer.evaluation import evaluate
+from trainer.metrics import MetricsLog, StageTimer
+from trainer.setup import Workers, load_tasks, start_workers
+from workers.tasks import EditTask, RolloutBatch, RolloutGroup
+
+log = logging.getLogger(__name__)
+
+
+class TooManyDrops(RuntimeError):
+    """More groups lost their rewards than the config allows: the services are not healthy."""
+
+
+def train(config: TrainConfig, *, resume: bool = True) -> Path:
+    """Run (or resume) the configured number of epochs; returns the run directory."""
+    run_dir = Path(config.run.out_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(to_yaml(config))
+    train_tasks, eval_tasks = load_tasks(config)
+    asyncio.run(_wait_for_services(config))
+    workers = start_workers(config)
+    try:
+        return _run(config, run_dir, workers, train_tasks, eval_tasks, resume)
+    finally:
+        workers.close()
+
+
+def _run(
+    config: TrainConfig,
+    run_dir: Path,
+    workers: Workers,
+    train_tasks: list[EditTask],
+    eval_tasks: list[EditTask],
+    resume: bool,
+) -> Path:
+    state = _restore(run_dir, workers) if resume else None
+    state = state or TrainerState()
+    bans = BanList(state.banned)
+    metrics = MetricsLog(run_dir / "metrics.jsonl")
+    order = torch.randperm(len(train_tasks), generator=torch.Generator().manual_seed(config.run.seed)).tolist()
+    if state.epoch == 0:
+        before = evaluate(workers, eval_tasks, workers.ema_weights(), run_dir / "eval-00000.npz")
+        metrics.write({"epoch": 0, "eval": before})
+    for epoch in range(state.epoch, config.run.epochs):
+        timer = StageTimer()
+        with timer.stage("sample"):
+            tasks = _next_tasks(train_tasks, order, state, bans, config.data.prompts_per_epoch)
+            batches = workers.rollout(tasks, epoch)
+        groups = [g for b in batches for g in b.groups]
+        dropped = [d for b in batches for d in b.dropped]
+        _check_drops(len(dropped), len(tasks), config.reward.max_drop_fraction)
+        record: dict[str, Any] = {"epoch": epoch + 1}
+        if groups:  # every group dropped: nothing to learn from, and no reward is invented
+            with timer.stage("advantages"):
+                weights, valid, reward_metrics = _advantages(groups, bans, config)
+            with timer.stage("update"):
+                record |= reward_metrics | workers.train_epoch(groups, weights, valid)
+            with timer.stage("sync"):
+                workers.sync()
+        if (epoch + 1) % config.run.eval_every == 0 or epoch + 1 == config.run.epochs:
+            with timer.stage("evaluate"):
+                saved = run_dir / f"eval-{epoch + 1:05d}.npz"
+                record["eval"] = evaluate(workers, eval_tasks, workers.ema_weights(), saved)
+        state.epoch, state.banned = epoch + 1, bans.to_list()
+        state.dropped_total += len(dropped)
+        if config.run.checkpoint_every and (epoch + 1) % config.run.checkpoint_every == 0:
+            with timer.stage("checkpoint"):
+                save_checkpoint(run_dir, state, workers.learner_state(), to_yaml(config))
+        record |= {"dropped": len(dropped), "dropped_total": state.dropped_total, "banned": len(state.banned),
+                   "stage_s": timer.seconds, **_rollout_times(batches)}  # fmt: skip
+        metrics.write(record)
+        log.info("epoch %d: %s", epoch + 1, {k: v for k, v in record.items() if not isinstance(v, dict)})
+    return run_dir
+
+
+async def _wait_for_services(config: TrainConfig) -> None:
+    """Both reward services must answer /readyz before the first epoch."""
+    async with RewardClient(config.reward.reward_url) as reward, JudgeClient(config.reward.judge_url) as judge:
+        await asyncio.gather(reward.wait_ready(timeout_s=120), judge.wait_ready(timeout_s=120))
+
+
+def _restore(run_dir: Path, workers: Workers) -> TrainerState | None:
+    path = latest_checkpoint(run_dir)
+    if path is None:
+        return None
+    state, learner, _ = load_checkpoint(path)
+    workers.load_learner_state(learner)
+    log.info("resumed %s at epoch %d", path, state.epoch)
+    return state
+
+
+def _next_tasks(
+    tasks: list[EditTask], order: list[int], state: TrainerState, bans: BanList, count: int
+) -> list[EditTask]:
+    """The next `count` prompts in the run's fixed order, skipping banned ones; advances the cursor."""
+    chosen: list[EditTask] = []
+    seen = 0
+    while len(chosen) < count and seen < len(order):
+        task = tasks[order[state.cursor % len(order)]]
+        state.cursor += 1
+        seen += 1
+        if task.prompt_id not in bans:
+            chosen.append(task)
+    return chosen
+
+
+def _check_drops(dropped: int, total: int, max_fraction: float) -> None:
+    if total and dropped / total > max_fraction:
+        raise TooManyDrops(f"{dropped} of {total} groups lost their rewards (limit {max_fraction:.0%})")
+
+
+def _advantages(
+    groups: list[RolloutGroup], bans: BanList, config: TrainConfig
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """Combined rewards -> per-group normalised advantages -> optimality weights; bans saturated prompts."""
+    components = {
+        "motion": torch.tensor([g.rewards.motion for g in groups]),
+        "judge": torch.tensor([g.rewards.judge for g in groups]),
+    }
+    rewards = combine_rewards(components, dict(config.reward.weights))
+    advantages = group_advantages(rewards, clip=config.nft.adv_clip)
+    newly = bans.update([g.task.prompt_id for g in groups], saturated(rewards, config.nft.ban_std, config.nft.ban_mean))
+    valid = torch.tensor([g.task.prompt_id not in bans for g in groups], dtype=torch.bool)
+    metrics = {
+        "reward": float(rewards.mean()),
+        "reward_motion": float(components["motion"].mean()),
+        "reward_judge": float(components["judge"].mean()),
+        "reward_motion_continuous": float(torch.tensor([g.rewards.motion_continuous for g in groups]).mean()),
+        "newly_banned": float(len(newly)),
+    }
+    return advantages.weight, valid, metrics
+
+
+def _rollout_times(batches: list[RolloutBatch]) -> dict[str, float]:
+    """How long the actors generated vs waited for rewards (the waiting should be a small share)."""
+    sample = sum(b.sample_s for b in batches)
+    wait = sum(b.reward_wait_s for b in batches)
+    total = sum(b.total_s for b in batches)
+    return {
+        "rollout_sample_s": sample,
+        "rollout_reward_wait_s": wait,
+        "rollout_wait_share": wait / total if total else 0.0,
+    }

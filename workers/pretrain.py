@@ -1,0 +1,203 @@
+"""Supervised pretraining of the tiny FLUX.1 Kontext stand-in, so the embedded demo's policy can edit at all.
+
+A random tiny VAE decodes its own encodings to noise, so a random policy cannot make a visible edit
+and rewards would have nothing to rank. Pretraining therefore has two stages:
+
+1. The VAE, as a small autoencoder on every input and target image: reconstruction MSE in [-1, 1]
+   on a posterior sample (which also teaches the decoder to tolerate imperfect latents) plus a small
+   KL term. Then FLUX's latent normalisation is set from the data: `shift_factor` = the latents' mean,
+   `scaling_factor` = 1 / their std, so the flow model sees roughly unit-variance latents.
+2. The transformer (all of it; no LoRA), by flow matching on those latents: x0 = packed latents of
+   the target, the condition = packed latents of the input (Kontext's token concatenation),
+   x_t = (1 - t) x0 + t n with t logit-normal, loss |v(x_t, t) - (n - x0)|^2. The guidance value is
+   drawn uniformly from [1, 4] (there is no teacher to distil from, so the model learns to ignore it).
+   The text encoders stay frozen and random: they still give each prompt a distinct embedding.
+
+The result is a diffusers directory (`save_pretrained`) plus `pretrain.json` (settings, wall times,
+first and final losses). Everything is seeded; no global RNG is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+from torch import Tensor
+
+from workers.policies.base import Conditions
+from workers.policies.flux_kontext import KontextPipeline, encode_images, kontext_velocity, pixels_from_uint8
+from workers.policies.tiny import build_tiny_kontext
+
+Pair = tuple[np.ndarray, np.ndarray, str]
+KL_WEIGHT = 1e-4  # per latent element, against a per-pixel MSE
+GUIDANCE_RANGE = (1.0, 4.0)
+
+
+def as_pair(item: Any) -> Pair:
+    """An (input, target, prompt) tuple, or anything with `input_image`, `target_image`, `prompt` (a SynthPair)."""
+    if hasattr(item, "input_image"):
+        return item.input_image, item.target_image, item.prompt
+    source, target, prompt = item
+    return source, target, prompt
+
+
+def _summary(losses: list[float]) -> dict[str, float]:
+    window = max(1, len(losses) // 10)
+    return {"first": float(np.mean(losses[:window])), "final": float(np.mean(losses[-window:]))}
+
+
+def fit_vae(
+    vae: AutoencoderKL, pixels: Tensor, *, steps: int, batch_size: int, lr: float, generator: torch.Generator
+) -> list[float]:
+    """Fit the VAE on pixels in [-1, 1] (B, 3, H, W); returns the per-step losses."""
+    vae.train().requires_grad_(True)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    losses: list[float] = []
+    for _ in range(steps):
+        batch = pixels[torch.randint(len(pixels), (batch_size,), generator=generator)]
+        posterior = vae.encode(batch).latent_dist
+        noise = torch.randn(posterior.mean.shape, generator=generator)
+        latents = posterior.mean + posterior.std * noise
+        reconstruction = vae.decode(latents).sample
+        kl = posterior.kl().mean() / posterior.mean[0].numel()
+        loss = torch.nn.functional.mse_loss(reconstruction, batch) + KL_WEIGHT * kl
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+    vae.eval().requires_grad_(False)
+    return losses
+
+
+@torch.no_grad()
+def normalise_latents(vae: AutoencoderKL, pixels: Tensor) -> tuple[float, float]:
+    """Set the VAE's shift_factor / scaling_factor so its latents of `pixels` have mean 0 and std 1."""
+    latents = torch.cat([vae.encode(chunk).latent_dist.mode() for chunk in pixels.split(64)])
+    shift, scale = float(latents.mean()), float(1.0 / latents.std())
+    vae.register_to_config(shift_factor=shift, scaling_factor=scale)
+    return shift, scale
+
+
+@torch.no_grad()
+def _edit_conditions(pipeline: KontextPipeline, pairs: list[Pair], size: int) -> tuple[Tensor, Conditions]:
+    """Target latents x0 and the Kontext conditions (prompts + input latents) of every pair."""
+    sources = pixels_from_uint8(np.stack([p[0] for p in pairs]), pipeline, size)
+    targets = pixels_from_uint8(np.stack([p[1] for p in pairs]), pipeline, size)
+    max_length = min(512, pipeline.tokenizer_2.model_max_length)
+    prompt_embeds, pooled, text_ids = pipeline.encode_prompt(
+        prompt=[p[2] for p in pairs], device=torch.device("cpu"), max_sequence_length=max_length
+    )
+    channels, factor = pipeline.vae.config.latent_channels, pipeline.vae_scale_factor
+    height = width = size // factor
+    image_ids = pipeline._prepare_latent_image_ids(1, height // 2, width // 2, "cpu", torch.float32)
+    image_ids[..., 0] = 1
+    conditions = Conditions(
+        prompt_embeds=prompt_embeds,
+        pooled_prompt_embeds=pooled,
+        text_ids=text_ids,
+        image_latents=torch.cat([encode_images(pipeline, chunk) for chunk in sources.split(64)]),
+        image_ids=image_ids,
+        latent_shape=(int(channels), height, width),
+    )
+    return torch.cat([encode_images(pipeline, chunk) for chunk in targets.split(64)]), conditions
+
+
+def fit_flow(
+    pipeline: KontextPipeline,
+    x0: Tensor,
+    conditions: Conditions,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    generator: torch.Generator,
+) -> list[float]:
+    """Flow matching of the whole transformer on (x0, conditions); returns the per-step losses."""
+    transformer = pipeline.transformer
+    transformer.train().requires_grad_(True)
+    optimizer = torch.optim.AdamW(transformer.parameters(), lr=lr, weight_decay=0.0)
+    losses: list[float] = []
+    for _ in range(steps):
+        index = torch.randint(len(x0), (batch_size,), generator=generator)
+        clean, cond = x0[index], conditions.select(index)
+        noise = torch.randn(clean.shape, generator=generator)
+        t = torch.sigmoid(torch.randn(batch_size, generator=generator))
+        x_t = (1 - t[:, None, None]) * clean + t[:, None, None] * noise
+        low, high = GUIDANCE_RANGE
+        guidance = low + (high - low) * float(torch.rand((), generator=generator))
+        velocity = kontext_velocity(pipeline, x_t, t, cond, guidance).float()
+        loss = torch.nn.functional.mse_loss(velocity, noise - clean)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+    transformer.eval().requires_grad_(False)
+    return losses
+
+
+def pretrain_tiny(
+    pairs: Iterable[Pair] | Iterable[Any],
+    out_dir: Path,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    size: int = 64,
+    vae_steps: int | None = None,
+    vae_lr: float = 2e-3,
+) -> Path:
+    """Pretrain `build_tiny_kontext(seed)` on (input, target, prompt) pairs (or SynthPairs); save it to `out_dir`.
+
+    `vae_steps` defaults to `steps`. Returns `out_dir`, which `FluxKontextPolicy.from_pretrained` loads.
+    """
+    data = [as_pair(item) for item in pairs]
+    if not data:
+        raise ValueError("no pairs to pretrain on")
+    generator = torch.Generator().manual_seed(seed)
+    pipeline: KontextPipeline = build_tiny_kontext(seed)
+    vae_steps = steps if vae_steps is None else vae_steps
+
+    started = time.perf_counter()
+    images = pixels_from_uint8(np.stack([p[0] for p in data] + [p[1] for p in data]), pipeline, size)
+    vae_losses = fit_vae(pipeline.vae, images, steps=vae_steps, batch_size=batch_size, lr=vae_lr, generator=generator)
+    shift, scale = normalise_latents(pipeline.vae, images)
+    vae_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    x0, conditions = _edit_conditions(pipeline, data, size)
+    flow_losses = fit_flow(pipeline, x0, conditions, steps=steps, batch_size=batch_size, lr=lr, generator=generator)
+    flow_seconds = time.perf_counter() - started
+
+    out_dir = Path(out_dir)
+    pipeline.save_pretrained(out_dir)
+    report = {
+        "pairs": len(data),
+        "size": size,
+        "seed": seed,
+        "batch_size": batch_size,
+        "vae": {"steps": vae_steps, "lr": vae_lr, "wall_s": round(vae_seconds, 2), "loss": _summary(vae_losses)}
+        if vae_steps
+        else {"steps": 0},
+        "latents": {"shift_factor": shift, "scaling_factor": scale},
+        "flow": {"steps": steps, "lr": lr, "wall_s": round(flow_seconds, 2), "loss": _summary(flow_losses)},
+    }
+    (out_dir / "pretrain.json").write_text(json.dumps(report, indent=2) + "\n")
+    return out_dir
+
+
+def reconstruction_psnr(vae: AutoencoderKL, pixels: Tensor) -> float:
+    """PSNR (dB, images in [-1, 1] as [0, 1]) of the VAE's mode reconstruction: a pretraining health check."""
+    with torch.no_grad():
+        reconstruction = vae.decode(vae.encode(pixels).latent_dist.mode()).sample.clamp(-1, 1)
+    mse = float(torch.mean(((reconstruction - pixels) / 2) ** 2))
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
