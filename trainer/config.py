@@ -88,6 +88,9 @@ class RewardConfig(_Frozen):
         default=0.25, ge=0, le=1, description="Training stops when more than this share of an epoch's groups drop."
     )
     judge_rubric: str = "edit"
+    # The motion component the advantages use: the six-level reward (METHOD.md 2, the reference) or
+    # its continuous value, for small images where nearly every edit lands in the same level.
+    motion_signal: Literal["six_level", "continuous"] = "six_level"
 
     @field_validator("weights")
     @classmethod

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", type=Path, default=Path("configs/demo_cpu.yaml"))
     parser.add_argument("--run-dir", type=Path, default=Path(os.environ.get("RUN_DIR", "runs/demo")))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--pairs", type=int, default=240, help="Synthetic pairs (80%% train, 20%% held out).")
+    parser.add_argument("--pairs", type=int, default=400, help="Synthetic pairs (80%% train, 20%% held out).")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` cleans up like Ctrl-C

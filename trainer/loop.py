@@ -132,8 +132,9 @@ def _advantages(
     groups: list[RolloutGroup], bans: BanList, config: TrainConfig
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
     """Combined rewards -> per-group normalised advantages -> optimality weights; bans saturated prompts."""
+    continuous = config.reward.motion_signal == "continuous"
     components = {
-        "motion": torch.tensor([g.rewards.motion for g in groups]),
+        "motion": torch.tensor([g.rewards.motion_continuous if continuous else g.rewards.motion for g in groups]),
         "judge": torch.tensor([g.rewards.judge for g in groups]),
     }
     rewards = combine_rewards(components, dict(config.reward.weights))
@@ -142,7 +143,7 @@ def _advantages(
     valid = torch.tensor([g.task.prompt_id not in bans for g in groups], dtype=torch.bool)
     metrics = {
         "reward": float(rewards.mean()),
-        "reward_motion": float(components["motion"].mean()),
+        "reward_motion": float(torch.tensor([g.rewards.motion for g in groups]).mean()),
         "reward_judge": float(components["judge"].mean()),
         "reward_motion_continuous": float(torch.tensor([g.rewards.motion_continuous for g in groups]).mean()),
         "newly_banned": float(len(newly)),

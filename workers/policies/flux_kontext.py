@@ -37,7 +37,8 @@ def pixels_from_uint8(images: np.ndarray, pipeline: KontextPipeline, size: int) 
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"expected uint8 (B, H, W, 3) images, got {images.dtype} {images.shape}")
-    pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255.0)
+    writable = images if images.flags.writeable else images.copy()  # torch refuses read-only memory
+    pixels = torch.from_numpy(writable).permute(0, 3, 1, 2).float().div(255.0)
     return pipeline.image_processor.preprocess(pixels, height=size, width=size)
 
 
