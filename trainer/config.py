@@ -18,7 +18,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out")
+from workers.policies.base import FLUX_LORA_TARGETS
+
+DEFAULT_TARGETS = FLUX_LORA_TARGETS  # METHOD.md 5, defined once with the policies
 
 
 class ConfigError(ValueError):

@@ -157,8 +157,10 @@ def start_workers(config: TrainConfig) -> Workers:
 
     local_ray_environment()
     if not ray.is_initialized():
-        local = {"_node_ip_address": "127.0.0.1"} if config.ray.address is None else {}
-        ray.init(address=config.ray.address, num_cpus=config.ray.num_cpus, include_dashboard=False, **local)
+        # A local Ray binds to loopback only; a cluster address brings its own node address.
+        node_ip = "127.0.0.1" if config.ray.address is None else None
+        ray.init(address=config.ray.address, num_cpus=config.ray.num_cpus, include_dashboard=False,
+                 _node_ip_address=node_ip)  # fmt: skip
     rollout = RolloutSettings(
         samples_per_prompt=config.data.samples_per_prompt, steps=config.policy.sampling_steps,
         guidance=config.policy.guidance or 0.0, run_seed=config.run.seed, reward_url=config.reward.reward_url,
