@@ -53,8 +53,6 @@ def create_app(settings: MllmJudgeSettings | None = None) -> FastAPI:
         close=scorer.close,
     )
     app.state.scorer = scorer
-    app.state.readiness = readiness
-    app.state.settings = settings
     guarded = {
         "dependencies": [Depends(require_token(settings.auth_token))],
         "responses": problem_responses(400, 401, 413, 422, 429, 502, 503),

@@ -43,8 +43,6 @@ def create_app(settings: RewardApiSettings | None = None) -> FastAPI:
         close=scorer.stop,
     )
     app.state.scorer = scorer
-    app.state.readiness = readiness
-    app.state.settings = settings
 
     @app.post(
         MOTION_SCORE_PATH,

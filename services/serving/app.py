@@ -71,6 +71,7 @@ def build_service_app(
         await close()
 
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    app.state.readiness, app.state.settings = readiness, settings  # for runners and tests
     install_problem_handlers(app)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process is up")
