@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from motionnft.flow import FlowEstimator, build_flow_estimator
+from motionnft.flow import FlowEstimator
 from motionnft.motion import motion_alignment_score
 from motionnft.scoring import resize_like_reference
 
@@ -24,29 +24,25 @@ if TYPE_CHECKING:
     from workers.tasks import EditTask, RolloutGroup
 
 EVAL_EPOCH = -1  # a fixed epoch number: every evaluation samples with the same seeds
-_estimator: FlowEstimator | None = None
 
 
-def _flows() -> FlowEstimator:
-    global _estimator  # one DIS estimator per process, built on first use
-    if _estimator is None:
-        _estimator = build_flow_estimator("dis")
-    return _estimator
-
-
-def mas_of(group: RolloutGroup) -> float:
+def mas_of(group: RolloutGroup, flows: FlowEstimator) -> float:
     """MAS of the group's first sample: flow input->edit against flow input->target."""
     assert group.images is not None
     edit = group.images[0]
     size = (int(edit.shape[0]), int(edit.shape[1]))
     source = resize_like_reference(group.task.input_image, size)
     target = resize_like_reference(group.task.target_image, size)
-    flows = _flows().estimate(np.stack([source, source]), np.stack([edit, target]))
-    return float(motion_alignment_score(flows[:1], flows[1:])[0])
+    pair = flows.estimate(np.stack([source, source]), np.stack([edit, target]))
+    return float(motion_alignment_score(pair[:1], pair[1:])[0])
 
 
 def evaluate(
-    workers: Workers, tasks: list[EditTask], weights: dict[str, torch.Tensor], save_to: Path | None = None
+    workers: Workers,
+    tasks: list[EditTask],
+    weights: dict[str, torch.Tensor],
+    flows: FlowEstimator,
+    save_to: Path | None = None,
 ) -> dict[str, Any]:
     """Sample one edit per held-out pair with `weights` as the sampling adapter; score and aggregate.
 
@@ -67,7 +63,7 @@ def evaluate(
             "category": g.task.category or "all",
             "motion_reward": float(g.rewards.motion[0]),
             "judge": float(g.rewards.judge[0]),
-            "mas": mas_of(g),
+            "mas": mas_of(g, flows),
         }
         for g in groups
     ]

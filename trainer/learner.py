@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from trainer.nft import NFTLossParams, interpolate, nft_loss
-from trainer.schedules import EMA, blend_, old_decay
+from trainer.schedules import EMA, old_decay
 from workers.policies.base import Policy
 from workers.tasks import RolloutGroup
 
@@ -54,8 +54,8 @@ class Learner:
         self.optimizer = torch.optim.AdamW(
             self.parameters, lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay, eps=settings.eps
         )
-        self.ema = EMA(settings.ema_decay)
-        self.ema.update(self.policy.adapter_state("default"))
+        self.ema = EMA(settings.ema_decay)  # kept on the policy's device: no host copy per step
+        self.ema.update(self.policy.adapter_parameters("default"))
         self.generator = torch.Generator().manual_seed(settings.seed)
         self.step = 0  # optimizer steps taken
         self.version = 0  # sampling-weights version handed to the actors
@@ -112,27 +112,26 @@ class Learner:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        self.ema.update(self.policy.adapter_state("default"))
+        self.ema.update(self.policy.adapter_parameters("default"))
         return float(norm)
 
     def end_epoch(self) -> tuple[int, dict[str, torch.Tensor]]:
         """old <- decay * old + (1 - decay) * default; returns the new sampling weights and their version."""
         decay = old_decay(self.step, self.settings.old_decay_rate, self.settings.old_decay_cap)
-        old = self.policy.adapter_state("old")
-        blend_(old, self.policy.adapter_state("default"), decay)
-        self.policy.load_adapter_state("old", old)
+        self.policy.blend_adapter("old", "default", decay)
         self.version += 1
         return self.sampling_weights()
 
     def ema_weights(self) -> dict[str, torch.Tensor]:
-        return {k: v.clone() for k, v in self.ema.state_dict()["shadow"].items()}
+        """CPU copies of the EMA of `default`: the weights evaluation samples with."""
+        return {name: value.detach().to("cpu", copy=True) for name, value in self.ema.shadow.items()}
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs to continue bit-exactly."""
         return {
             "default": self.policy.adapter_state("default"),
             "old": self.policy.adapter_state("old"),
-            "ema": self.ema.state_dict(),
+            "ema": {**self.ema.state_dict(), "shadow": self.ema_weights()},
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "step": self.step,
@@ -142,7 +141,10 @@ class Learner:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_adapter_state("default", state["default"])
         self.policy.load_adapter_state("old", state["old"])
-        self.ema.load_state_dict(state["ema"])
+        device = self.parameters[0].device  # checkpoints load on the CPU; the EMA lives beside the weights
+        self.ema.load_state_dict(
+            {**state["ema"], "shadow": {k: v.to(device) for k, v in state["ema"]["shadow"].items()}}
+        )
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.step, self.version = int(state["step"]), int(state["version"])

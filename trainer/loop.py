@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from motionnft.contracts.client import JudgeClient, RewardClient
+from motionnft.flow import build_flow_estimator
 from trainer.advantages import BanList, combine_rewards, group_advantages, saturated
 from trainer.checkpoints import TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
 from trainer.config import TrainConfig, to_yaml
@@ -56,9 +57,10 @@ def _run(
     state = state or TrainerState()
     bans = BanList(state.banned)
     metrics = MetricsLog(run_dir / "metrics.jsonl")
+    flows = build_flow_estimator("dis")  # MAS of the evaluations (local, like the bench)
     order = torch.randperm(len(train_tasks), generator=torch.Generator().manual_seed(config.run.seed)).tolist()
     if state.epoch == 0:
-        before = evaluate(workers, eval_tasks, workers.ema_weights(), run_dir / "eval-00000.npz")
+        before = evaluate(workers, eval_tasks, workers.ema_weights(), flows, run_dir / "eval-00000.npz")
         metrics.write({"epoch": 0, "eval": before})
     for epoch in range(state.epoch, config.run.epochs):
         timer = StageTimer()
@@ -79,7 +81,7 @@ def _run(
         if (epoch + 1) % config.run.eval_every == 0 or epoch + 1 == config.run.epochs:
             with timer.stage("evaluate"):
                 saved = run_dir / f"eval-{epoch + 1:05d}.npz"
-                record["eval"] = evaluate(workers, eval_tasks, workers.ema_weights(), saved)
+                record["eval"] = evaluate(workers, eval_tasks, workers.ema_weights(), flows, saved)
         state.epoch, state.banned = epoch + 1, bans.to_list()
         state.dropped_total += len(dropped)
         if config.run.checkpoint_every and (epoch + 1) % config.run.checkpoint_every == 0:

@@ -111,12 +111,14 @@ def _check_size(width: int, height: int, limits: ImageLimits) -> None:
         raise ImageError(f"image is {width}x{height}; each side must be at most {limits.max_side} pixels")
 
 
-def encode_image_bytes(pixels: np.ndarray, image_format: str = "PNG", quality: int = 95) -> bytes:
-    """uint8 RGB (H, W, 3) to PNG/JPEG/WebP bytes."""
+def encode_image_bytes(
+    pixels: np.ndarray, image_format: str = "PNG", quality: int = 95, png_compress_level: int = 6
+) -> bytes:
+    """uint8 RGB (H, W, 3) to PNG/JPEG/WebP bytes (`png_compress_level` 1 is ~3x faster, ~7% larger)."""
     if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ValueError(f"expected uint8 (H, W, 3), got {pixels.dtype} {pixels.shape}")
     buffer = io.BytesIO()
-    options = {} if image_format.upper() == "PNG" else {"quality": quality}
+    options = {"compress_level": png_compress_level} if image_format.upper() == "PNG" else {"quality": quality}
     Image.fromarray(pixels).save(buffer, format=image_format, **options)
     return buffer.getvalue()
 

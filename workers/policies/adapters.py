@@ -85,6 +85,11 @@ class LoraAdapters:
     def trainable_parameters(self) -> list[nn.Parameter]:
         return list(self._params[TRAINABLE].values())
 
+    def parameters(self, name: str) -> dict[str, nn.Parameter]:
+        """Adapter `name`'s live weights (on the model's device), keyed as in `state`."""
+        self._check(name)
+        return dict(self._params[name])
+
     def state(self, name: str) -> dict[str, Tensor]:
         """CPU copies of adapter `name`'s weights."""
         self._check(name)

@@ -165,9 +165,17 @@ class Policy(Protocol):
         """CPU copies of adapter `name`'s LoRA weights, keyed without the adapter name."""
         ...
 
+    def adapter_parameters(self, name: str) -> dict[str, torch.nn.Parameter]:
+        """Adapter `name`'s live weights on the policy's device (no copy), keyed as `adapter_state`."""
+        ...
+
     def load_adapter_state(self, name: str, state: dict[str, Tensor]) -> None: ...
 
     def copy_adapter(self, src: str, dst: str) -> None: ...
+
+    def blend_adapter(self, dst: str, src: str, decay: float) -> None:
+        """dst <- decay * dst + (1 - decay) * src, in place on the device."""
+        ...
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         """The `default` adapter's LoRA parameters: the only ones that require grad."""

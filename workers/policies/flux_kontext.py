@@ -205,6 +205,9 @@ class FluxKontextPolicy:
     def adapter_state(self, name: str) -> dict[str, Tensor]:
         return self.adapters.state(name)
 
+    def adapter_parameters(self, name: str) -> dict[str, nn.Parameter]:
+        return self.adapters.parameters(name)
+
     def load_adapter_state(self, name: str, state: dict[str, Tensor]) -> None:
         self.adapters.load_state(name, state)
 

@@ -20,6 +20,7 @@ Everything is seeded (the global RNG is left as it was) and round-trips through
 from __future__ import annotations
 
 import string
+from collections.abc import Iterable
 
 import torch
 from diffusers import FluxKontextPipeline
@@ -45,8 +46,11 @@ FLUX_SCHEDULER = {
 }
 
 
-def byte_level_vocab() -> dict[str, int]:
-    """The GPT-2 byte-to-unicode table as a vocabulary: one token per byte, ids 0..255 in byte order."""
+def byte_level_vocab(missing: Iterable[str] = ()) -> dict[str, int]:
+    """The GPT-2 byte-to-unicode table as a vocabulary: one token per byte, ids 0..255 in byte order.
+
+    Characters in `missing` are left out (tests build a tokenizer that cannot spell some answer).
+    """
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     table: dict[int, str] = {}
     extra = 0
@@ -56,7 +60,9 @@ def byte_level_vocab() -> dict[str, int]:
         else:  # bytes without a printable glyph map past 255, in order (GPT-2's convention)
             table[byte] = chr(256 + extra)
             extra += 1
-    return {symbol: i for i, (_, symbol) in enumerate(sorted(table.items()))}
+    dropped = set(missing)
+    symbols = [symbol for _, symbol in sorted(table.items()) if symbol not in dropped]
+    return {symbol: i for i, symbol in enumerate(symbols)}
 
 
 def build_clip_tokenizer() -> CLIPTokenizer:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from workers.policies.tiny import byte_level_vocab  # one GPT-2 byte table for every tiny tokenizer
+
 SPECIAL_TOKENS: tuple[str, ...] = (
     "<|endoftext|>",
     "<|im_start|>",
@@ -42,25 +44,6 @@ PATCH_SIZE = 14
 MERGE_SIZE = 2
 MIN_PIXELS = 28 * 28  # one merged 2x2 block of 14-px patches: 1 vision token
 MAX_PIXELS = 56 * 56  # 4x4 patches: 4 vision tokens per image at most
-
-
-def byte_level_vocab(missing: Iterable[str] = ()) -> dict[str, int]:
-    """The GPT-2 byte-to-unicode table as a vocabulary: one token per byte, ids 0..255 in byte order.
-
-    Characters in `missing` are left out (to build a tokenizer that cannot spell some answer).
-    """
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    extra = 0
-    table: dict[int, str] = {}
-    for byte in range(256):
-        if byte in printable:
-            table[byte] = chr(byte)
-        else:  # bytes without a printable glyph map past 255, in order (GPT-2's convention)
-            table[byte] = chr(256 + extra)
-            extra += 1
-    dropped = set(missing)
-    symbols = [symbol for _, symbol in sorted(table.items()) if symbol not in dropped]
-    return {symbol: i for i, symbol in enumerate(symbols)}
 
 
 def build_tiny_qwen2vl(directory: Path, *, seed: int = 0, missing_tokens: Iterable[str] = ()) -> Path:
