@@ -53,10 +53,11 @@ def _run(
     eval_tasks: list[EditTask],
     resume: bool,
 ) -> Path:
-    state = _restore(run_dir, workers) if resume else None
-    state = state or TrainerState()
+    restored = _restore(run_dir, workers) if resume else None
+    state = restored or TrainerState()
     bans = BanList(state.banned)
     metrics = MetricsLog(run_dir / "metrics.jsonl")
+    metrics.keep_until(state.epoch if restored else -1)  # a fresh run starts a fresh file
     flows = build_flow_estimator("dis")  # MAS of the evaluations (local, like the bench)
     order = torch.randperm(len(train_tasks), generator=torch.Generator().manual_seed(config.run.seed)).tolist()
     if state.epoch == 0:

@@ -40,6 +40,11 @@ class MetricsLog:
         with self.path.open("a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
 
+    def keep_until(self, epoch: int) -> None:
+        """Drop records past `epoch`: a resumed run rewrites the epochs after its checkpoint."""
+        kept = [r for r in self.read() if r.get("epoch", 0) <= epoch]
+        self.path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+
     def read(self) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []

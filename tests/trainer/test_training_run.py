@@ -128,6 +128,8 @@ def test_resumed_run_equals_uninterrupted_run(
         parts = tmp_path / "parts"
         train(config_for(parts, data, reward_url, judge_url, epochs=1), resume=False)
         train(config_for(parts, data, reward_url, judge_url, epochs=2), resume=True)
+    epochs = [r["epoch"] for r in MetricsLog(parts / "metrics.jsonl").read() if "stage_s" in r]
+    assert epochs == [1, 2]  # the resumed run continues the same metrics file, no epoch twice
     a, b = learner_weights(whole), learner_weights(parts)
     assert a.keys() == b.keys()
     for key in a:
