@@ -30,6 +30,7 @@ from benchmarks.report import machine_description, markdown_table, write_section
 from motionnft.contracts.client import JudgeClient
 from motionnft.contracts.images import encode_image
 from motionnft.contracts.judge import JudgeGroup, JudgeScoreRequest
+from motionnft.progress import StepProgress
 
 EDITS_PER_REQUEST = 8
 LATENCY_S = 0.05
@@ -95,21 +96,29 @@ async def drive(url: str, requests: list[JudgeScoreRequest], clients: int) -> tu
         return time.perf_counter() - started, latencies
 
 
-def measure(upstream_url: str, concurrency: int, levels: list[int]) -> dict[int, tuple[float, list[float]]]:
-    """Start one judge service with this upstream concurrency and drive it at each client level."""
+def measure(
+    upstream_url: str, concurrency: int, levels: list[int], progress: StepProgress
+) -> dict[int, tuple[float, list[float]]]:
+    """Start one judge service with this upstream concurrency and drive it at each client level.
+
+    `progress` advances once per level, with that level's judged edits per second.
+    """
     port = _free_port()
     env = {
         "MLLM_JUDGE_BACKEND": "openai", "MLLM_JUDGE_PORT": str(port), "MLLM_JUDGE_LOG_LEVEL": "warning",
         "MLLM_JUDGE_OPENAI_BASE_URL": upstream_url, "MLLM_JUDGE_OPENAI_MODEL": "fake/judge-vl",
-        "MLLM_JUDGE_OPENAI_MAX_CONCURRENCY": str(concurrency), "MLLM_JUDGE_CACHE_ENTRIES": "0",
+        "MLLM_JUDGE_OPENAI_MAX_CONCURRENCY": str(concurrency), "MLLM_JUDGE_CACHE_MB": "0",
     }  # fmt: skip
     results = {}
     with _process(["-m", "services.mllm_judge"], env):
         for clients in levels:
+            progress.stage(f"{concurrency} in flight, {clients} clients")
             count = 1 + max(8, 4 * clients) if concurrency > 1 else 1 + max(2, clients)
             results[clients] = asyncio.run(
                 drive(f"http://127.0.0.1:{port}", make_requests(count, seed=clients), clients)
             )
+            seconds, latencies = results[clients]
+            progress.advance({"edits_per_s": EDITS_PER_REQUEST * len(latencies) / seconds})
     return results
 
 
@@ -123,15 +132,16 @@ def main() -> None:
     upstream_args = ["-m", "tests.fakes.chat_completions", "--port", str(upstream_port),
                      "--latency-s", str(LATENCY_S), "--max-concurrency", str(UPSTREAM_SLOTS)]  # fmt: skip
     rows = []
-    with _process(upstream_args):
+    modes = (
+        ("this service, 24 in flight (default)", 24),
+        ("this service, 16 in flight", UPSTREAM_SLOTS),
+        ("one pair at a time (reference)", 1),
+    )
+    progress = StepProgress("bench-judge", total=len(modes) * len(args.clients))
+    with _process(upstream_args), progress:
         url = f"http://127.0.0.1:{upstream_port}/v1"
-        modes = (
-            ("this service, 24 in flight (default)", 24),
-            ("this service, 16 in flight", UPSTREAM_SLOTS),
-            ("one pair at a time (reference)", 1),
-        )
         for label, concurrency in modes:
-            for clients, (seconds, latencies) in measure(url, concurrency, args.clients).items():
+            for clients, (seconds, latencies) in measure(url, concurrency, args.clients, progress).items():
                 rate = EDITS_PER_REQUEST * len(latencies) / seconds
                 p50, p99 = np.percentile(latencies, [50, 99]) * 1000
                 rows.append([label, str(clients), f"{rate:.0f}", f"{rate / limit:.0%}", f"{p50:.0f}", f"{p99:.0f}"])

@@ -26,6 +26,9 @@ import numpy as np
 
 from benchmarks.report import machine_description, markdown_table, write_section
 from benchmarks.workload import EncodedGroup, make_groups
+from motionnft.progress import StepProgress
+
+MODES = ("a", "b", "c")  # reference loop, MotionScorer, service over HTTP (module docstring)
 
 
 @dataclass(frozen=True)
@@ -195,13 +198,20 @@ def _isolated(function, *args) -> Result:
         return pool.apply(function, args)
 
 
-def measure(setup: Setup, size: int, count: int) -> dict[str, Result]:
+def measure(setup: Setup, size: int, count: int, progress: StepProgress) -> dict[str, Result]:
+    """Modes (a), (b), (c) at one image size; `progress` advances once per mode."""
     groups = make_groups(count + 1, size, seed=size)
-    return {
-        "a": _isolated(run_reference, setup, groups),
-        "b": _isolated(run_scorer, setup, groups),
-        "c": run_service(setup, groups),
+    runs = {
+        "a": lambda: _isolated(run_reference, setup, groups),
+        "b": lambda: _isolated(run_scorer, setup, groups),
+        "c": lambda: run_service(setup, groups),
     }
+    results = {}
+    for mode in MODES:
+        progress.stage(f"{size}x{size} ({mode}) flow batch {setup.batch_size}")
+        results[mode] = runs[mode]()
+        progress.advance({"edits_per_s": results[mode].edits_per_s})
+    return results
 
 
 def table(setup: Setup, results: dict[int, dict[str, Result]]) -> str:
@@ -237,12 +247,14 @@ def main() -> None:
     args = parser.parse_args()
 
     sections = []
-    for batch_size in args.batch_sizes:
-        setup = Setup(args.backend, args.device, args.flow_threads, batch_size, args.allow_random_weights)
-        results = {size: measure(setup, size, args.groups) for size in args.sizes}
-        title = f"### {args.backend} on {args.device}, flow batch {batch_size}, {args.flow_threads} flow threads"
-        sections.append(f"{title}\n\n{table(setup, results)}")
-        print(sections[-1], flush=True)
+    total = len(args.batch_sizes) * len(args.sizes) * len(MODES)
+    with StepProgress("bench-reward", total=total) as progress:
+        for batch_size in args.batch_sizes:
+            setup = Setup(args.backend, args.device, args.flow_threads, batch_size, args.allow_random_weights)
+            results = {size: measure(setup, size, args.groups, progress) for size in args.sizes}
+            title = f"### {args.backend} on {args.device}, flow batch {batch_size}, {args.flow_threads} flow threads"
+            sections.append(f"{title}\n\n{table(setup, results)}")
+            print(sections[-1], flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     weights = (
         " RAFT with random weights (speed only; no pretrained weights on that machine)."

@@ -1,4 +1,9 @@
-"""The `motionnft` command: score edits locally, draw their flows, run the services."""
+"""The `motionnft` command: score edits locally, draw their flows, run the services.
+
+Errors are one plain line on stderr, ``error: <what and where>`` (see ``motionnft.cli_errors``), the
+same at any terminal width, from the ``motionnft`` script and from ``python -m motionnft.cli`` alike.
+Tracebacks of real bugs are Python's own, not Rich panels, so they survive being piped to a log.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,17 @@ from typing import Annotated
 
 import typer
 
+from motionnft.cli_errors import PlainErrorsGroup
 from motionnft.contracts.images import DecodedImage, ImageError, decode_image_bytes
 from motionnft.data.cli import data_app
+from motionnft.data.records import MAX_IMAGE_FILE_BYTES, FileReadError, read_file_bounded
 
-app = typer.Typer(help="MotionNFT: motion-aware reward and RL post-training for image editing.", no_args_is_help=True)
+app = typer.Typer(
+    help="MotionNFT: motion-aware reward and RL post-training for image editing.",
+    no_args_is_help=True,
+    cls=PlainErrorsGroup,
+    pretty_exceptions_enable=False,
+)
 serve_app = typer.Typer(help="Run a MotionNFT service.", no_args_is_help=True)
 app.add_typer(serve_app, name="serve")
 app.add_typer(data_app, name="data")
@@ -20,11 +32,18 @@ app.add_typer(data_app, name="data")
 ImagePath = Annotated[Path, typer.Option(exists=True, dir_okay=False, readable=True)]
 
 
-def _load(path: Path) -> DecodedImage:
+def _load(path: Path, option: str) -> DecodedImage:
+    """Decode the image file given to ``option``; a bad one is a usage error naming option and path."""
     try:
-        return decode_image_bytes(path.read_bytes())
+        # The data room's bounded reader: a FIFO would block here forever, /dev/zero fill memory.
+        return decode_image_bytes(read_file_bounded(path, MAX_IMAGE_FILE_BYTES))
+    except FileReadError as exc:  # its message names the path already
+        message = str(exc)
+    except OSError as exc:
+        message = f"{path}: {exc.strerror or exc}"
     except ImageError as exc:
-        raise typer.BadParameter(f"{path}: {exc}") from None
+        message = f"{path}: {exc}"
+    raise typer.BadParameter(message, param_hint=f"'{option}'")
 
 
 @app.command()
@@ -43,7 +62,7 @@ def score(
 
     options = {"checkpoint": raft_checkpoint} if backend.startswith("raft") else {}
     scorer = MotionScorer(build_flow_estimator(backend, device, **options))
-    group = ScoringGroup(_load(source), _load(target), [_load(p) for p in edit])
+    group = ScoringGroup(_load(source, "--source"), _load(target, "--target"), [_load(p, "--edit") for p in edit])
     flows = scorer.compute_flows([group])[0]
     rewards = scorer.rewards(flows)
     report = {

@@ -1,4 +1,4 @@
-"""Pure arithmetic of the MLLM judge (METHOD.md sections 3 and 6): choice distributions to scores.
+"""Pure arithmetic of the MLLM judge (docs/method.md sections 3 and 6): choice distributions to scores.
 
 A judge answers with one token. Its score is read from that token's distribution, not from sampled
 text: the probabilities of the answer choices ("0".."5" for a rating, "A"/"B" for a comparison),

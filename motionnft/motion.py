@@ -1,6 +1,6 @@
 """Motion alignment reward and the MotionEdit-Bench Motion Alignment Score: pure tensor math.
 
-Implements METHOD.md section 2 (the optical-flow reward that trains MotionNFT) and the
+Implements docs/method.md section 2 (the optical-flow reward that trains MotionNFT) and the
 discriminative metric of section 6 (MAS). No I/O and no models: flows in, scores out.
 
 Tensor conventions:
@@ -47,7 +47,7 @@ def _check_levels(levels: int) -> None:
 
 @dataclass(frozen=True)
 class MotionRewardParams:
-    """Constants of the motion alignment reward (METHOD.md section 2); defaults = reference code.
+    """Constants of the motion alignment reward (docs/method.md section 2); defaults = reference code.
 
     ``vector_term``: "component" (reference, default) averages (|P - G| + eps)^q over both
     components of every pixel; "pixel_l1" (paper) uses each pixel's L1 norm of the 2-vector.
@@ -145,7 +145,7 @@ def quantize_reward(r_cont: Tensor, levels: int) -> Tensor:
 def motion_alignment(
     flow_edit: Tensor, flow_target: Tensor, params: MotionRewardParams = MotionRewardParams()
 ) -> MotionReward:
-    """Motion alignment reward of edits against target motion (METHOD.md section 2).
+    """Motion alignment reward of edits against target motion (docs/method.md section 2).
 
     flow_edit, flow_target: (B, 2, H, W) in pixels, source -> edited / source -> target image.
     Raises ValueError on a wrong rank, channel count or dtype, mismatched shapes, an empty image
@@ -177,7 +177,7 @@ def motion_alignment(
 
 @dataclass(frozen=True)
 class MASParams:
-    """Constants of the Motion Alignment Score (METHOD.md section 6). The paper publishes none.
+    """Constants of the Motion Alignment Score (docs/method.md section 6). The paper publishes none.
 
     D_ovl = alpha * D_mag + (1 - alpha) * D_dir, with D_dir magnitude-weighted (|G| / max|G|) and
     D_mag the reward's component vector term mean (|P - G| + eps)^q: it is the magnitude-aware
@@ -214,7 +214,7 @@ class MASParams:
 
 
 def motion_alignment_score(flow_edit: Tensor, flow_target: Tensor, params: MASParams = MASParams()) -> Tensor:
-    """MotionEdit-Bench Motion Alignment Score, (B,) float32 in [0, 100] (METHOD.md section 6).
+    """MotionEdit-Bench Motion Alignment Score, (B,) float32 in [0, 100] (docs/method.md section 6).
 
     flow_edit, flow_target: (B, 2, H, W) in pixels, source -> edited / source -> target image.
     Raises ValueError on invalid flows, as `motion_alignment` does.

@@ -3,12 +3,18 @@
 Conventions: images are uint8 RGB (H, W, 3); flows are float32 (2, H, W) in pixels, source to image,
 on the estimator's device.
 
-Per group (METHOD.md section 2): the source and target are resized to each edit's size as the
+Per group (docs/method.md section 2): the source and target are resized to each edit's size as the
 reference does (bilinear, align_corners=False, no antialias), the target flow V_g = F(I0, Ig) is
 computed once and cached by content hash (it is the same for every sample of a prompt and every
 epoch), every edit flow V_e = F(I0, Ie) goes through the estimator in batches, and
 `motion_alignment` turns the pair of flows into the reward. The reference recomputes V_g for every
 edit; caching it is where most of the speed-up comes from.
+
+Rewards are computed at most `max_side` pixels on the long side (default 512, the size the reference
+trains and scores at): every larger image is first shrunk to fit (`fit_within`, area interpolation,
+aspect kept), then source and target are resized to the edit as above. Flows are normalised by the
+image diagonal, so the reward barely depends on the size, while a 4096^2 edit would cost 64 times
+as much as a 512^2 one.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -31,6 +38,7 @@ Size = tuple[int, int]  # (H, W) pixels
 CacheKey = tuple[str, str, int, int]  # (source digest, target digest, H, W)
 # Pixels per reward call on a CPU: 2 edits at 512x512 keep the float32 temporaries in cache.
 CPU_REWARD_PIXELS = 2 * 512 * 512
+DEFAULT_MAX_SIDE = 512
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,24 @@ def resize_like_reference(pixels: np.ndarray, size: Size) -> np.ndarray:
     return resized[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
+def fit_within(image: DecodedImage, max_side: int) -> DecodedImage:
+    """The image shrunk (area interpolation, aspect kept) so its long side is at most `max_side`.
+
+    Returns `image` itself when it already fits, so applying it twice changes nothing.
+    """
+    height, width = image.size
+    if max(height, width) <= max_side:
+        return image
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))  # cv2 wants (W, H)
+    return replace(image, pixels=cv2.resize(image.pixels, size, interpolation=cv2.INTER_AREA))
+
+
+def target_flow_bytes(key: CacheKey, flow: torch.Tensor) -> int:
+    """What a cached target flow costs: its tensor bytes plus the key (~200 bytes)."""
+    return flow.numel() * flow.element_size() + 200
+
+
 class MotionScorer:
     """Scores groups of edits with one flow estimator, batching flows and caching target flows."""
 
@@ -83,13 +109,15 @@ class MotionScorer:
         estimator: FlowEstimator,
         params: MotionRewardParams = MotionRewardParams(),
         *,
-        cache_entries: int = 256,
+        cache_bytes: int = 256 * 2**20,
+        max_side: int = DEFAULT_MAX_SIDE,
         batch_size: int = 16,
         on_flow_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         self.estimator = estimator
         self.params = params
-        self.cache = TargetFlowCache(cache_entries)
+        self.cache = TargetFlowCache(cache_bytes, target_flow_bytes)
+        self.max_side = max_side
         self.batch_size = batch_size
         self.on_flow_batch = on_flow_batch  # (pairs, seconds) per estimator call, for metrics
 
@@ -127,6 +155,7 @@ class MotionScorer:
         target_keys: dict[CacheKey, tuple[np.ndarray, np.ndarray]] = {}
         target_flows: dict[CacheKey, torch.Tensor] = {}
         edit_pairs: list[tuple[np.ndarray, np.ndarray]] = []
+        groups = [self.fit_group(group) for group in groups]
         for g, group in enumerate(groups):
             for edit in group.edits:
                 size = edit.size
@@ -156,6 +185,12 @@ class MotionScorer:
             )
             for grp in groups
         ]
+
+    def fit_group(self, group: ScoringGroup) -> ScoringGroup:
+        """Every image of the group shrunk to fit `max_side` (a no-op for images that fit)."""
+        fit = self.max_side
+        return replace(group, source=fit_within(group.source, fit), target=fit_within(group.target, fit),
+                       edits=[fit_within(edit, fit) for edit in group.edits])  # fmt: skip
 
     def estimate_pairs(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[torch.Tensor]:
         """Flows (2, H, W) for (source, image) uint8 pairs; same-size pairs share estimator batches."""

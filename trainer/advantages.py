@@ -1,4 +1,4 @@
-"""Rewards to advantages and optimality weights, and prompt banning: pure math (METHOD.md section 4).
+"""Rewards to advantages and optimality weights, and prompt banning: pure math (docs/method.md section 4).
 
 Tensor conventions:
 - rewards are (G, K) floating tensors in [0, 1]: G groups (one per prompt), K samples each;
@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 STD_EPS = 1e-4
-"""Added to the global std before dividing (METHOD.md section 4)."""
+"""Added to the global std before dividing (docs/method.md section 4)."""
 
 
 # eq=False: a generated __eq__ would compare tensors with ==, whose truth value is ambiguous.
@@ -120,7 +120,7 @@ def combine_rewards(components: Mapping[str, Tensor], weights: Mapping[str, floa
 
 
 class BanList:
-    """The prompt ids banned for saturation (METHOD.md section 4): never sampled, never trained on.
+    """The prompt ids banned for saturation (docs/method.md section 4): never sampled, never trained on.
 
     Stored in checkpoints as a sorted list of ids (`to_list` / `from_list`).
     """

@@ -1,6 +1,6 @@
 """The trainer's one config mechanism: a YAML preset plus ``--set a.b=value`` overrides, frozen pydantic.
 
-Defaults are METHOD.md's constants for everything the method fixes (rewards, advantages, the NFT
+Defaults are docs/method.md's constants for everything the method fixes (rewards, advantages, the NFT
 loss, LoRA, the optimiser, the schedules, the epoch size: FLUX.1 Kontext dev, 300 steps) and the
 embedded demo's for where it runs (tiny policy on CPU in float32, services on localhost, local
 Ray); the presets in configs/ set the rest (bf16 and a GPU for the real models). Every model is
@@ -18,13 +18,56 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from motionnft.data.records import read_file_bounded
 from workers.policies.base import FLUX_LORA_TARGETS
 
-DEFAULT_TARGETS = FLUX_LORA_TARGETS  # METHOD.md 5, defined once with the policies
+MAX_CONFIG_BYTES = 2**20  # a preset is a few KB
+
+DEFAULT_TARGETS = FLUX_LORA_TARGETS  # docs/method.md 5, defined once with the policies
 
 
 class ConfigError(ValueError):
     """A config that cannot be read: unknown key, bad value or malformed override; names the key path."""
+
+
+class _AliasRefused(yaml.YAMLError):
+    """An anchor (``&name``) or alias (``*name``) met while composing; carries where it was."""
+
+    def __init__(self, what: str, mark: yaml.Mark | None) -> None:
+        where = "" if mark is None else f" at line {mark.line + 1}, column {mark.column + 1}"
+        super().__init__(f"{what}{where}")
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses anchors and aliases before anything is built from them.
+
+    A few hundred bytes of nested aliases ("billion laughs") stand for 10^9 nodes; PyYAML shares the
+    aliased objects, but copying the mapping (``_plain``) and validating it walk every one of them.
+    Configs are short and written by hand, so they gain nothing from aliases: refuse them all.
+    """
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _AliasRefused(f"alias *{event.anchor}", event.start_mark)
+        if getattr(event, "anchor", None) is not None:
+            raise _AliasRefused(f"anchor &{event.anchor}", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def _load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` without anchors or aliases (raises ``_AliasRefused``, a ``yaml.YAMLError``)."""
+    loader = _NoAliasLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _yaml_error(exc: yaml.YAMLError, source: str) -> ConfigError:
+    if isinstance(exc, _AliasRefused):
+        return ConfigError(f"{source}: YAML anchors and aliases are not allowed in configs (found an {exc})")
+    return ConfigError(f"{source}: not valid YAML: {exc}")
 
 
 class _Frozen(BaseModel):
@@ -90,7 +133,7 @@ class RewardConfig(_Frozen):
         default=0.25, ge=0, le=1, description="Training stops when more than this share of an epoch's groups drop."
     )
     judge_rubric: str = "edit"
-    # The motion component the advantages use: the six-level reward (METHOD.md 2, the reference) or
+    # The motion component the advantages use: the six-level reward (docs/method.md 2, the reference) or
     # its continuous value, for small images where nearly every edit lands in the same level.
     motion_signal: Literal["six_level", "continuous"] = "six_level"
 
@@ -161,7 +204,10 @@ def load_config(path: Path | None, overrides: Sequence[str] = ()) -> TrainConfig
     if path is None:
         return config_from_mapping({}, overrides)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # Bounded and regular files only: a FIFO or /dev/zero given as --config must not hang the run.
+        text = read_file_bounded(Path(path), MAX_CONFIG_BYTES).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read config {path}: not UTF-8 text ({exc})") from exc
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from exc
     return from_yaml(text, overrides, source=str(path))
@@ -170,9 +216,9 @@ def load_config(path: Path | None, overrides: Sequence[str] = ()) -> TrainConfig
 def from_yaml(text: str, overrides: Sequence[str] = (), *, source: str = "<yaml>") -> TrainConfig:
     """Parse a YAML document (as `to_yaml` writes it, or a preset), then apply overrides."""
     try:
-        raw = yaml.safe_load(text)
+        raw = _load_yaml(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+        raise _yaml_error(exc, source) from exc
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -196,7 +242,13 @@ def config_from_mapping(
 
 def to_yaml(config: TrainConfig) -> str:
     """The resolved config as YAML (every field, defaults included), for logs and checkpoints."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    # No anchors even when a value repeats: what this writes must load again under _NoAliasLoader.
+    return yaml.dump(config.model_dump(mode="json"), Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True)
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def _parse_override(override: str) -> tuple[str, Any]:
@@ -205,9 +257,10 @@ def _parse_override(override: str) -> tuple[str, Any]:
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {override!r} is not of the form a.b=value")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        # The same loader as for files: one override value can hold an alias bomb just as well.
+        value = _load_yaml(text) if text.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {key}: value {text!r} is not valid YAML: {exc}") from exc
+        raise _yaml_error(exc, f"override {key}: value {text!r}") from exc
     return key, value
 
 

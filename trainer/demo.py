@@ -11,6 +11,7 @@ stopped on success, failure or Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -26,14 +27,17 @@ from typing import Any
 
 from motionnft.bench.statistics import paired_bootstrap_ci
 from motionnft.data.synth import generate, split, write_dataset
-from trainer.config import load_config
-from trainer.loop import train
+from motionnft.progress import StepProgress
+from trainer.config import TrainConfig, load_config
+from trainer.loop import train, wait_for_services
 from trainer.metrics import MetricsLog
 from trainer.pictures import save_grid
 from trainer.plots import plot_run
 
 log = logging.getLogger("motionnft.demo")
 METRICS = ("motion_reward", "mas", "judge")
+# The demo's steps; the before and after evaluations are the epoch bar's first and last "evaluate".
+STAGES = ("data", "services", "train", "summary", "pictures")
 
 
 def _free_port() -> int:
@@ -96,29 +100,49 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     run_dir = args.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    train_path, eval_path = make_data(run_dir / "data", args.pairs, 0, 0.2)
-    reward_port, judge_port = _free_port(), _free_port()
-    overrides = [f"run.out_dir={run_dir}", f"data.train_path={train_path}", f"data.eval_path={eval_path}",
-                 f"reward.reward_url=http://127.0.0.1:{reward_port}", f"reward.judge_url=http://127.0.0.1:{judge_port}",
-                 *args.overrides]  # fmt: skip
-    config = load_config(args.config, overrides)
+    # The demo's own steps; the data writing and the epochs show their own progress under this one.
+    with StepProgress("demo", total=len(STAGES), logger=log) as progress:
+        progress.stage("data")
+        train_path, eval_path = make_data(run_dir / "data", args.pairs, 0, 0.2)
+        progress.advance({"pairs": args.pairs})
+        reward_port, judge_port = _free_port(), _free_port()
+        overrides = [f"run.out_dir={run_dir}", f"data.train_path={train_path}", f"data.eval_path={eval_path}",
+                     f"reward.reward_url=http://127.0.0.1:{reward_port}",
+                     f"reward.judge_url=http://127.0.0.1:{judge_port}", *args.overrides]  # fmt: skip
+        config = load_config(args.config, overrides)
+        run_with_services(config, run_dir, reward_port, judge_port, progress)
+        progress.stage("summary")
+        summary = summarise(run_dir) | {"wall_s": round(time.perf_counter() - started, 1)}
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        progress.advance({"mas_before": summary["before"]["mas"], "mas_after": summary["after"]["mas"]})
+        progress.stage("pictures")
+        save_grid(run_dir)
+        plot_run(run_dir)
+        progress.advance()
+    print(table(summary))
+
+
+def run_with_services(
+    config: TrainConfig, run_dir: Path, reward_port: int, judge_port: int, progress: StepProgress
+) -> None:
+    """Start both services, wait until they are ready, train; the services stop however it ends."""
     quiet = {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     with ExitStack() as stack:
+        progress.stage("services")
         stack.enter_context(service("services.reward_api", {**quiet, "REWARD_API_PORT": str(reward_port),
                                     "REWARD_API_FLOW_THREADS": "1"}, run_dir / "reward_api.log"))  # fmt: skip
         stack.enter_context(service("services.mllm_judge", {**quiet, "MLLM_JUDGE_PORT": str(judge_port)},
                                     run_dir / "mllm_judge.log"))  # fmt: skip
+        asyncio.run(wait_for_services(config))
+        progress.advance()
+        progress.stage("train")
         try:
             train(config, resume=False)
         finally:
             import ray
 
             ray.shutdown()
-    summary = summarise(run_dir) | {"wall_s": round(time.perf_counter() - started, 1)}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    save_grid(run_dir)
-    plot_run(run_dir)
-    print(table(summary))
+        progress.advance({"epochs": config.run.epochs})
 
 
 def table(summary: dict[str, Any]) -> str:

@@ -1,7 +1,7 @@
 """Evaluation on the held-out split: one edit per pair with fixed seeds, scored three ways.
 
 - `motion_reward`: the six-level reward from the reward API (what training optimises);
-- `mas`: MotionEdit-Bench's Motion Alignment Score (0-100), from local flows (METHOD.md section 6);
+- `mas`: MotionEdit-Bench's Motion Alignment Score (0-100), from local flows (docs/method.md section 6);
 - `judge`: the judge service's `edit` score in [0, 1].
 Per-item values are kept so before/after can be compared pair by pair (paired bootstrap).
 """

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ import torch
 
 from motionnft.contracts.client import JudgeClient, RewardClient
 from motionnft.flow import build_flow_estimator
+from motionnft.progress import Metric, StepProgress
 from trainer.advantages import BanList, combine_rewards, group_advantages, saturated
 from trainer.checkpoints import TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
 from trainer.config import TrainConfig, to_yaml
@@ -37,7 +41,7 @@ def train(config: TrainConfig, *, resume: bool = True) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(to_yaml(config))
     train_tasks, eval_tasks = load_tasks(config)
-    asyncio.run(_wait_for_services(config))
+    asyncio.run(wait_for_services(config))
     workers = start_workers(config)
     try:
         return _run(config, run_dir, workers, train_tasks, eval_tasks, resume)
@@ -60,42 +64,47 @@ def _run(
     metrics.keep_until(state.epoch if restored else -1)  # a fresh run starts a fresh file
     flows = build_flow_estimator("dis")  # MAS of the evaluations (local, like the bench)
     order = torch.randperm(len(train_tasks), generator=torch.Generator().manual_seed(config.run.seed)).tolist()
-    if state.epoch == 0:
-        before = evaluate(workers, eval_tasks, workers.ema_weights(), flows, run_dir / "eval-00000.npz")
-        metrics.write({"epoch": 0, "eval": before})
-    for epoch in range(state.epoch, config.run.epochs):
-        timer = StageTimer()
-        with timer.stage("sample"):
-            tasks = _next_tasks(train_tasks, order, state, bans, config.data.prompts_per_epoch)
-            batches = workers.rollout(tasks, epoch)
-        groups = [g for b in batches for g in b.groups]
-        dropped = [d for b in batches for d in b.dropped]
-        _check_drops(len(dropped), len(tasks), config.reward.max_drop_fraction)
-        record: dict[str, Any] = {"epoch": epoch + 1}
-        if groups:  # every group dropped: nothing to learn from, and no reward is invented
-            with timer.stage("advantages"):
-                weights, valid, reward_metrics = _advantages(groups, bans, config)
-            with timer.stage("update"):
-                record |= reward_metrics | workers.train_epoch(groups, weights, valid)
-            with timer.stage("sync"):
-                workers.sync()
-        if (epoch + 1) % config.run.eval_every == 0 or epoch + 1 == config.run.epochs:
-            with timer.stage("evaluate"):
-                saved = run_dir / f"eval-{epoch + 1:05d}.npz"
-                record["eval"] = evaluate(workers, eval_tasks, workers.ema_weights(), flows, saved)
-        state.epoch, state.banned = epoch + 1, bans.to_list()
-        state.dropped_total += len(dropped)
-        if config.run.checkpoint_every and (epoch + 1) % config.run.checkpoint_every == 0:
-            with timer.stage("checkpoint"):
-                save_checkpoint(run_dir, state, workers.learner_state(), to_yaml(config))
-        record |= {"dropped": len(dropped), "dropped_total": state.dropped_total, "banned": len(state.banned),
-                   "stage_s": timer.seconds, **_rollout_times(batches)}  # fmt: skip
-        metrics.write(record)
-        log.info("epoch %d: %s", epoch + 1, {k: v for k, v in record.items() if not isinstance(v, dict)})
+    # A bar on a terminal; in logs one line per epoch (the whole record is in metrics.jsonl).
+    with StepProgress("epoch", total=config.run.epochs, completed=state.epoch, logger=log) as progress:
+        if state.epoch == 0:
+            progress.stage("evaluate")
+            before = evaluate(workers, eval_tasks, workers.ema_weights(), flows, run_dir / "eval-00000.npz")
+            metrics.write({"epoch": 0, "eval": before})
+        for epoch in range(state.epoch, config.run.epochs):
+            timer = StageTimer()
+            stage = partial(_stage, timer, progress)
+            with stage("sample"):
+                tasks = _next_tasks(train_tasks, order, state, bans, config.data.prompts_per_epoch)
+                batches = workers.rollout(tasks, epoch)
+            groups = [g for b in batches for g in b.groups]
+            dropped = [d for b in batches for d in b.dropped]
+            _check_drops(len(dropped), len(tasks), config.reward.max_drop_fraction)
+            record: dict[str, Any] = {"epoch": epoch + 1}
+            if groups:  # every group dropped: nothing to learn from, and no reward is invented
+                with stage("advantages"):
+                    weights, valid, reward_metrics = _advantages(groups, bans, config)
+                with stage("update"):
+                    record |= reward_metrics | workers.train_epoch(groups, weights, valid)
+                with stage("sync"):
+                    workers.sync()
+            if (epoch + 1) % config.run.eval_every == 0 or epoch + 1 == config.run.epochs:
+                with stage("evaluate"):
+                    saved = run_dir / f"eval-{epoch + 1:05d}.npz"
+                    record["eval"] = evaluate(workers, eval_tasks, workers.ema_weights(), flows, saved)
+            state.epoch, state.banned = epoch + 1, bans.to_list()
+            state.dropped_total += len(dropped)
+            if config.run.checkpoint_every and (epoch + 1) % config.run.checkpoint_every == 0:
+                with stage("checkpoint"):
+                    save_checkpoint(run_dir, state, workers.learner_state(), to_yaml(config))
+            record |= {"dropped": len(dropped), "dropped_total": state.dropped_total, "banned": len(state.banned),
+                       "stage_s": timer.seconds, **_rollout_times(batches)}  # fmt: skip
+            metrics.write(record)
+            log.debug("epoch %d: %s", epoch + 1, {k: v for k, v in record.items() if not isinstance(v, dict)})
+            progress.advance(_headline(record))
     return run_dir
 
 
-async def _wait_for_services(config: TrainConfig) -> None:
+async def wait_for_services(config: TrainConfig) -> None:
     """Both reward services must answer /readyz before the first epoch."""
     async with RewardClient(config.reward.reward_url) as reward, JudgeClient(config.reward.judge_url) as judge:
         await asyncio.gather(reward.wait_ready(timeout_s=120), judge.wait_ready(timeout_s=120))
@@ -152,6 +161,25 @@ def _advantages(
         "newly_banned": float(len(newly)),
     }
     return advantages.weight, valid, metrics
+
+
+@contextmanager
+def _stage(timer: StageTimer, progress: StepProgress, name: str) -> Iterator[None]:
+    """A timed stage that is also shown as the progress bar's current stage."""
+    progress.stage(name)
+    with timer.stage(name):
+        yield
+
+
+def _headline(record: dict[str, Any]) -> dict[str, Metric]:
+    """The few numbers worth one progress line: mean rewards, the loss, drops, and eval MAS when evaluated."""
+    names = {"reward": "reward", "reward_motion": "motion", "reward_judge": "judge", "loss": "loss"}
+    shown: dict[str, Metric] = {short: record[key] for key, short in names.items() if key in record}
+    if "eval" in record:
+        shown["eval_mas"] = record["eval"]["mas"]
+    shown["dropped"] = record["dropped"]
+    shown["epoch_s"] = sum(record["stage_s"].values())
+    return shown
 
 
 def _rollout_times(batches: list[RolloutBatch]) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""The DiffusionNFT (negative-aware fine-tuning) loss: pure tensor math (METHOD.md section 5).
+"""The DiffusionNFT (negative-aware fine-tuning) loss: pure tensor math (docs/method.md section 5).
 
 Tensor conventions:
 - ``x0`` (clean latents), ``noise`` and the velocity predictions ``v_theta`` (trainable adapter),
@@ -29,7 +29,7 @@ _FORMS = ("reference", "paper")
 
 @dataclass(frozen=True)
 class NFTLossParams:
-    """Constants of the NFT loss; defaults = the reference implementation (METHOD.md section 5).
+    """Constants of the NFT loss; defaults = the reference implementation (docs/method.md section 5).
 
     ``form``: "reference" (default) compares x0-predictions with adaptive weighting, scaled by
     ``loss_scale`` and divided by ``beta``; "paper" is the plain velocity objective

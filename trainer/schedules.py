@@ -1,6 +1,6 @@
 """Weight schedules of the NFT update: the old-policy decay, in-place blending, and the EMA.
 
-METHOD.md section 5: after each epoch v_old <- decay * v_old + (1 - decay) * v_theta with
+docs/method.md section 5: after each epoch v_old <- decay * v_old + (1 - decay) * v_theta with
 decay = min(0.001 * step, 0.5), and an EMA (0.9) of the trainable weights is kept for evaluation
 and export. Pure tensor math on named weight tensors (the LoRA parameters, by name); no models.
 """

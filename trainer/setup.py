@@ -145,7 +145,7 @@ class Workers:
 
 
 def local_ray_environment() -> None:
-    """A local Ray stays on loopback, sends no usage stats and needs no token (ENVIRONMENT.md)."""
+    """A local Ray stays on loopback, sends no usage stats and needs no token (on by default since Ray 2.60)."""
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")

@@ -1,4 +1,4 @@
-"""What crosses between the trainer and the rollout actors (DESIGN.md, "What crosses each boundary").
+"""What crosses between the trainer and the rollout actors (docs/architecture.md, "What crosses each boundary").
 
 Plain dataclasses of numpy arrays and CPU tensors: Ray ships them with its own serialiser, nothing
 here is pickled by hand. Images are uint8 RGB (H, W, 3); latents are float32 CPU tensors.

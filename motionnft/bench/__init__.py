@@ -1,1 +1,1 @@
-"""MotionEdit-Bench: run, score, aggregate and report (METHOD.md section 6)."""
+"""MotionEdit-Bench: run, score, aggregate and report (docs/method.md section 6)."""

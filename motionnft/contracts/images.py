@@ -1,8 +1,9 @@
 """The image codec of the wire: base64 PNG, JPEG or WebP in, uint8 RGB (H, W, 3) out.
 
 The format is detected from the bytes, never from a name or a header the client sends. EXIF
-orientation is applied (phone photos are stored sideways), alpha is dropped (not composited), and the
-pixel count is checked from the header *before* decoding, so a decompression bomb costs nothing.
+orientation is applied (phone photos are stored sideways), alpha is dropped (not composited), 16-bit
+greyscale is scaled to 8 bits (Pillow's own conversion would clip it to 0 or 255), and the pixel
+count is checked from the header *before* decoding, so a decompression bomb costs nothing.
 """
 
 from __future__ import annotations
@@ -68,33 +69,53 @@ def decode_base64(data: str) -> bytes:
     return raw
 
 
+def image_size(raw: bytes, limits: ImageLimits = ImageLimits()) -> tuple[int, int]:
+    """(W, H) of PNG/JPEG/WebP bytes from the header alone, checked against `limits`; raises ImageError."""
+    with _open(raw) as image:
+        _check_size(*image.size, limits)
+        return image.size
+
+
 def decode_image_bytes(raw: bytes, limits: ImageLimits = ImageLimits(), *, keep_data_url: bool = False) -> DecodedImage:
     """Decode PNG/JPEG/WebP bytes to uint8 RGB (H, W, 3); raises ImageError on anything else."""
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns (and past 2x raises) on huge images; we check the size ourselves below.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(raw))
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
-        raise ImageError(f"not a decodable image ({type(exc).__name__})") from None
-    with image:
-        if image.format not in SUPPORTED_FORMATS:
-            raise ImageError(f"unsupported image format {image.format}; use PNG, JPEG or WebP")
+    with _open(raw) as image:
         width, height = image.size
         _check_size(width, height, limits)
-        image_format = image.format
+        image_format = str(image.format)
         try:
             image.load()
             forwardable = image.mode in ("RGB", "L") and image.getexif().get(_EXIF_ORIENTATION, 1) == 1
-            oriented = ImageOps.exif_transpose(image)
-            rgb = oriented.convert("RGB")
+            pixels = _to_rgb(ImageOps.exif_transpose(image))
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            raise ImageError(f"corrupt or truncated {image.format} data ({exc})") from None
-    pixels = np.asarray(rgb, dtype=np.uint8)
+            raise ImageError(f"corrupt or truncated {image_format} data ({exc})") from None
     data_url = None
     if keep_data_url and forwardable:
         data_url = f"data:image/{image_format.lower()};base64," + base64.b64encode(raw).decode("ascii")
     return DecodedImage(pixels=pixels, digest=hashlib.blake2b(raw, digest_size=16).hexdigest(), data_url=data_url)
+
+
+def _open(raw: bytes) -> Image.Image:
+    """Open lazily (header only) and check the format; raises ImageError."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns (and past 2x raises) on huge images; the caller checks the size itself.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(raw))
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
+        raise ImageError(f"not a decodable image ({type(exc).__name__})") from None
+    if image.format not in SUPPORTED_FORMATS:
+        image.close()
+        raise ImageError(f"unsupported image format {image.format}; use PNG, JPEG or WebP")
+    return image
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    """uint8 RGB (H, W, 3). 16-bit greyscale (modes I;16*, I) is scaled by 255/65535, not clipped."""
+    if image.mode.startswith("I"):
+        wide = np.asarray(image).astype(np.float32)
+        gray = np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
 def decode_image(data: str, limits: ImageLimits = ImageLimits(), *, keep_data_url: bool = False) -> DecodedImage:

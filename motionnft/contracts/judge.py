@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from motionnft.contracts.limits import MAX_EDITS, MAX_GROUPS, MAX_PAIRS, MAX_RUBRICS, MAX_TEXT_CHARS
+
 JUDGE_SCORE_PATH = "/v1/judge/score"
 JUDGE_COMPARE_PATH = "/v1/judge/compare"
 
@@ -21,19 +23,23 @@ class JudgeGroup(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str | None = Field(default=None, max_length=256, description="Caller's id, echoed back.")
-    instruction: str = Field(min_length=1, description="The editing instruction the edits should follow.")
+    instruction: str = Field(
+        min_length=1, max_length=MAX_TEXT_CHARS, description="The editing instruction the edits should follow."
+    )
     source: str = Field(description="The original image, base64.")
     target: str | None = Field(
         default=None, description="Ground-truth edit, base64 (only the similarity backend uses it)."
     )
-    edits: list[str] = Field(description="Edited images to rate, base64, in order.")
+    edits: list[str] = Field(max_length=MAX_EDITS, description="Edited images to rate, base64, in order.")
 
 
 class JudgeScoreRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    groups: list[JudgeGroup]
-    rubrics: list[str] = Field(default=["edit"], description="Rubric names: edit, fidelity, preservation, coherence.")
+    groups: list[JudgeGroup] = Field(max_length=MAX_GROUPS)
+    rubrics: list[str] = Field(
+        default=["edit"], max_length=MAX_RUBRICS, description="Rubric names: edit, fidelity, preservation, coherence."
+    )
 
 
 class RubricScore(BaseModel):
@@ -73,7 +79,7 @@ class ComparePair(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str | None = Field(default=None, max_length=256)
-    instruction: str = Field(min_length=1)
+    instruction: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     source: str = Field(description="The original image, base64.")
     a: str = Field(description="First edit, base64.")
     b: str = Field(description="Second edit, base64.")
@@ -83,7 +89,7 @@ class ComparePair(BaseModel):
 class CompareRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    pairs: list[ComparePair]
+    pairs: list[ComparePair] = Field(max_length=MAX_PAIRS)
 
 
 class CompareResult(BaseModel):

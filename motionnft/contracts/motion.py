@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from motionnft.contracts.limits import MAX_EDITS, MAX_GROUPS
+
 MOTION_SCORE_PATH = "/v1/motion/score"
 
 
@@ -19,7 +21,9 @@ class MotionGroup(BaseModel):
     id: str | None = Field(default=None, max_length=256, description="Caller's id, echoed back.")
     source: str = Field(description="Input image I0, base64 PNG/JPEG/WebP.")
     target: str = Field(description="Ground-truth edited image Ig, base64.")
-    edits: list[str] = Field(description="Edited images Ie to score, base64, scored in this order.")
+    edits: list[str] = Field(
+        max_length=MAX_EDITS, description="Edited images Ie to score, base64, scored in this order."
+    )
 
 
 class MotionScoreRequest(BaseModel):
@@ -27,11 +31,11 @@ class MotionScoreRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    groups: list[MotionGroup] = Field(description="One or more groups.")
+    groups: list[MotionGroup] = Field(max_length=MAX_GROUPS, description="One or more groups.")
 
 
 class MotionTerms(BaseModel):
-    """The reward's terms (METHOD.md section 2), dimensionless, in normalised flow units."""
+    """The reward's terms (docs/method.md section 2), dimensionless, in normalised flow units."""
 
     vector: float = Field(description="D_vec: flow difference term.")
     direction: float = Field(description="D_dir: direction misalignment in [0, 1].")

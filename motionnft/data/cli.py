@@ -12,13 +12,19 @@ from typing import Annotated
 
 import typer
 
+from motionnft.cli_errors import PlainErrorsGroup, fail
 from motionnft.data.formats import DatasetFormatError, load_dataset
 from motionnft.data.records import Preprocess
 from motionnft.data.synth import CATEGORIES, generate
 from motionnft.data.synth_io import split, write_dataset
 from motionnft.data.validation import validate
 
-data_app = typer.Typer(help="MotionEdit datasets: make a synthetic one, validate any.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="MotionEdit datasets: make a synthetic one, validate any.",
+    no_args_is_help=True,
+    cls=PlainErrorsGroup,  # one-line errors when this app is run on its own, as under `motionnft data`
+    pretty_exceptions_enable=False,
+)
 
 EXIT_PROBLEMS = 1
 EXIT_UNREADABLE = 2
@@ -60,8 +66,7 @@ def validate_command(
     try:
         records = load_dataset(path)
     except (FileNotFoundError, DatasetFormatError, ImportError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_UNREADABLE) from None
+        fail(str(exc), EXIT_UNREADABLE)
     preprocess = None if size is None else Preprocess(size=size)
     problems = validate(records, preprocess=preprocess, decode=decode)
     if problems:

@@ -1,4 +1,4 @@
-"""Reading MotionEdit datasets in the two layouts found in the wild (METHOD.md section 1).
+"""Reading MotionEdit datasets in the two layouts found in the wild (docs/method.md section 1).
 
 - jsonl (the reference implementation's ``train_metadata.jsonl``): one JSON object per line,
   ``{"prompt": "...", "image": ["input.png", "target.png"]}``, paths relative to the jsonl file;
@@ -12,15 +12,28 @@
 Loading reads the manifest only; images are decoded later by ``EditRecord.load``. Parquet datasets
 carry the encoded image bytes inside the file, so those bytes are held in memory by the records.
 pyarrow is imported only when a parquet file is read.
+
+Only regular files are read: a FIFO or a device named as a dataset (or found in a dataset folder) is
+a ``DatasetFormatError``, found by ``stat`` before anything opens it, because opening a FIFO blocks
+forever and ``/dev/zero`` never ends. A jsonl manifest is read whole, up to ``MAX_MANIFEST_BYTES``.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import stat
 from pathlib import Path
 from typing import Any
 
-from motionnft.data.records import EditRecord, ImageRef
+from motionnft.data.records import (
+    MAX_MANIFEST_BYTES,
+    EditRecord,
+    FileReadError,
+    ImageRef,
+    check_regular_file,
+    read_file_bounded,
+)
 
 REQUIRED_PARQUET_COLUMNS = ("prompt", "input_image", "target_image")
 
@@ -34,12 +47,17 @@ def load_dataset(path: Path) -> list[EditRecord]:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        DatasetFormatError: unknown suffix, an ambiguous or empty directory, or a malformed manifest.
+        DatasetFormatError: not a regular file or directory, unknown suffix, an ambiguous or empty
+            directory, or a malformed manifest.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"dataset not found: {path}")
-    if path.is_dir():
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"dataset not found: {path}") from None
+    except OSError as exc:
+        raise DatasetFormatError(f"cannot read dataset {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
         if any(path.glob("*.parquet")):
             return load_parquet(path)
         manifests = sorted(path.glob("*.jsonl"))
@@ -53,6 +71,7 @@ def load_dataset(path: Path) -> list[EditRecord]:
         return load_jsonl(path)
     if path.suffix == ".parquet":
         return load_parquet(path)
+    _require_regular(path)  # say "a FIFO" rather than "unknown format" when that is what it is
     raise DatasetFormatError(f"{path}: unknown dataset format {path.suffix!r}; expected .jsonl or .parquet")
 
 
@@ -61,25 +80,44 @@ def load_jsonl(path: Path) -> list[EditRecord]:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        DatasetFormatError: a line is not valid JSON, not an object, or lacks/mistypes ``prompt`` or
-            ``image`` (the message gives the line number).
+        DatasetFormatError: not a regular file, over ``MAX_MANIFEST_BYTES``, not UTF-8, or a line is not
+            valid JSON, not an object, or lacks/mistypes ``prompt`` or ``image`` (the message gives the
+            line number).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"jsonl manifest not found: {path}")
+    try:
+        data = read_file_bounded(path, MAX_MANIFEST_BYTES)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"jsonl manifest not found: {path}") from None
+    except OSError as exc:  # FileReadError included: its message names the path
+        reason = str(exc) if isinstance(exc, FileReadError) else f"cannot read {path}: {exc.strerror or exc}"
+        raise DatasetFormatError(reason) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_no = data.count(b"\n", 0, exc.start) + 1
+        raise DatasetFormatError(f"{path}:{line_no}: not UTF-8 text") from None
     base = path.parent
     records = []
-    with path.open(encoding="utf-8") as lines:
-        for line_no, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetFormatError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
-            records.append(_jsonl_record(row, base, f"{path.stem}-{line_no}", where))
+    # newline=None: the universal newlines of a file opened in text mode, as this was read before.
+    for line_no, line in enumerate(io.StringIO(text, newline=None), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{line_no}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetFormatError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+        records.append(_jsonl_record(row, base, f"{path.stem}-{line_no}", where))
     return records
+
+
+def _require_regular(path: Path) -> None:
+    """Raise DatasetFormatError unless ``path`` is a regular file (any size: parquet shards are large)."""
+    try:
+        check_regular_file(path, limit=None)
+    except FileReadError as exc:
+        raise DatasetFormatError(str(exc)) from None
 
 
 def _jsonl_record(row: Any, base: Path, default_id: str, where: str) -> EditRecord:
@@ -136,6 +174,9 @@ def load_parquet(path_or_dir: Path) -> list[EditRecord]:
 
 
 def _parquet_records(file: Path) -> list[EditRecord]:
+    # Before pyarrow opens it: a FIFO would block it forever. A regular file is finite, and pyarrow
+    # must seek to the footer anyway, so parquet is not size-bounded (its shards hold every image).
+    _require_regular(file)
     try:
         import pyarrow.parquet as pq
     except ImportError as exc:  # an optional dependency: only parquet datasets need it

@@ -9,6 +9,8 @@ here exactly when the services would accept the same bytes.
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeAlias
@@ -21,12 +23,78 @@ from motionnft.contracts.images import ImageError, ImageLimits, decode_image_byt
 ImageRef: TypeAlias = Path | bytes
 """Where an image lives: a file path, or its encoded PNG/JPEG/WebP bytes (parquet datasets)."""
 
+MAX_IMAGE_FILE_BYTES = 64 * 2**20
+"""Largest image file read (64 MiB). The codec's limit of 4096x4096 pixels is 48 MiB of raw RGB, and a
+PNG or JPEG of it is smaller, so no image the codec accepts is refused for its file size."""
+
+MAX_MANIFEST_BYTES = 256 * 2**20
+"""Largest jsonl manifest read (256 MiB); MotionEdit-Train's is about 4 MB."""
+
 BLACK_BAR_LEVEL = 8.0
 """A border row or column whose mean intensity (0-255, all channels) is at most this is a black bar."""
 
 
 class RecordError(ValueError):
     """An image of a record could not be read or decoded; the message names the record and the image."""
+
+
+class FileReadError(OSError):
+    """A file that is not read: not a regular file (a FIFO, a device, ...) or over the size limit.
+
+    The message names the path. A FIFO would block the reader forever and ``/dev/zero`` would fill
+    memory, so both are refused by looking (``stat``), never by trying.
+    """
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def check_regular_file(path: Path, limit: int | None, st: os.stat_result | None = None) -> os.stat_result:
+    """``path``'s stat (symlinks followed; or ``st``) if it is a regular file of at most ``limit`` bytes.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        FileReadError: not a regular file, or larger than ``limit`` bytes.
+    """
+    st = os.stat(path) if st is None else st
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
+        raise FileReadError(f"not a regular file ({kind}): {path}")
+    if limit is not None and st.st_size > limit:
+        raise FileReadError(f"file is {st.st_size} bytes, over the limit of {limit}: {path}")
+    return st
+
+
+def read_file_bounded(path: Path, limit: int = MAX_IMAGE_FILE_BYTES) -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them: the data room's one file reader.
+
+    The file is checked with ``stat`` before it is opened, so a FIFO is never opened (opening one
+    blocks until a writer comes). It is then opened non-blocking and checked again by descriptor, in
+    case the path was swapped in between, and read with a bound in case it grew (or lied about its
+    size, as ``/proc`` files do).
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        FileReadError: not a regular file, or more than ``limit`` bytes.
+        OSError: the file cannot be opened or read (permissions, I/O errors).
+    """
+    check_regular_file(path, limit)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        check_regular_file(path, limit, os.fstat(fd))
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            data = file.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise FileReadError(f"file is over the limit of {limit} bytes: {path}")
+    return data
 
 
 @dataclass(frozen=True)
@@ -139,13 +207,16 @@ def read_image(ref: ImageRef, limits: ImageLimits = ImageLimits(), what: str = "
     """Decode an image reference to uint8 RGB ``(H, W, 3)`` with the project's codec.
 
     Raises:
-        RecordError: missing/unreadable file or bytes the codec refuses; the message starts with ``what``.
+        RecordError: a missing or unreadable file, one that is not a regular file or is over
+            ``MAX_IMAGE_FILE_BYTES``, or bytes the codec refuses; the message starts with ``what``.
     """
     if isinstance(ref, Path):
         try:
-            raw = ref.read_bytes()
+            raw = read_file_bounded(ref, MAX_IMAGE_FILE_BYTES)
         except FileNotFoundError:
             raise RecordError(f"{what}: file not found: {ref}") from None
+        except FileReadError as exc:
+            raise RecordError(f"{what}: {exc}") from None
         except OSError as exc:
             raise RecordError(f"{what}: cannot read {ref}: {exc.strerror or exc}") from None
     else:

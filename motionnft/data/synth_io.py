@@ -16,6 +16,7 @@ carry over to it, so load synthetic data with ``AS_IS`` (or ``size`` equal to th
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +25,10 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 import numpy as np
 from PIL import Image
 
-from motionnft.data.records import EditRecord
+from motionnft.data.records import EditRecord, read_file_bounded
+from motionnft.progress import StepProgress
+
+MAX_FLOW_FILE_BYTES = 2**30  # a float32 (2, 8192, 8192) flow is 512 MiB
 
 if TYPE_CHECKING:
     from motionnft.data.synth import SynthPair
@@ -43,29 +47,39 @@ class Categorised(Protocol):
 Item = TypeVar("Item", bound=Categorised)
 
 
-def write_dataset(pairs: Sequence[SynthPair], out_dir: Path, manifest: str = "train.jsonl") -> Path:
+def write_dataset(
+    pairs: Sequence[SynthPair], out_dir: Path, manifest: str = "train.jsonl", *, progress: bool = True
+) -> Path:
     """Write images, flows and a jsonl manifest (module docstring); returns the manifest's path.
 
-    The manifest is replaced, images and flows of other ids in the folder are left alone.
+    The manifest is replaced, images and flows of other ids in the folder are left alone. With
+    ``progress``, a :class:`~motionnft.progress.StepProgress` on stderr advances once per pair.
     """
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     (out_dir / "flows").mkdir(parents=True, exist_ok=True)
     lines = []
-    for pair in pairs:
-        images = [f"images/{pair.id}_input.png", f"images/{pair.id}_target.png"]
-        Image.fromarray(pair.input_image).save(out_dir / images[0])
-        Image.fromarray(pair.target_image).save(out_dir / images[1])
-        flow = f"flows/{pair.id}.npy"
-        np.save(out_dir / flow, pair.flow.astype(np.float32, copy=False))
-        row = {"id": pair.id, "prompt": pair.prompt, "category": pair.category, "image": images, "flow": flow}
-        lines.append(json.dumps(row) + "\n")
+    with StepProgress(f"synth {manifest}", total=len(pairs), enabled=progress) as bar:
+        for pair in pairs:
+            lines.append(_write_pair(pair, out_dir))
+            bar.advance()
     path = out_dir / manifest
     # Write then rename, so a reader never sees half a manifest.
     partial = path.with_name(path.name + ".partial")
     partial.write_text("".join(lines), encoding="utf-8")
     partial.replace(path)
     return path
+
+
+def _write_pair(pair: SynthPair, out_dir: Path) -> str:
+    """Write one pair's images and flow; returns its manifest line."""
+    images = [f"images/{pair.id}_input.png", f"images/{pair.id}_target.png"]
+    Image.fromarray(pair.input_image).save(out_dir / images[0])
+    Image.fromarray(pair.target_image).save(out_dir / images[1])
+    flow = f"flows/{pair.id}.npy"
+    np.save(out_dir / flow, pair.flow.astype(np.float32, copy=False))
+    row = {"id": pair.id, "prompt": pair.prompt, "category": pair.category, "image": images, "flow": flow}
+    return json.dumps(row) + "\n"
 
 
 def load_true_flow(record_or_path: EditRecord | Path | str) -> np.ndarray:
@@ -83,7 +97,8 @@ def load_true_flow(record_or_path: EditRecord | Path | str) -> np.ndarray:
         path = Path(record_or_path)
     if not path.is_file():
         raise FileNotFoundError(f"flow file not found: {path}")
-    flow = np.load(path, allow_pickle=False)  # never unpickle a data file
+    # The data room's bounded reader (regular files only); never unpickle a data file.
+    flow = np.load(io.BytesIO(read_file_bounded(path, MAX_FLOW_FILE_BYTES)), allow_pickle=False)
     if flow.ndim != 3 or flow.shape[0] != 2:
         raise ValueError(f"{path}: expected a (2, H, W) flow, got shape {flow.shape}")
     return flow.astype(np.float32, copy=False)

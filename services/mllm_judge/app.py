@@ -19,10 +19,11 @@ from services.mllm_judge.scorer import JudgeScorer
 from services.mllm_judge.settings import MllmJudgeSettings
 from services.serving.app import Readiness, build_service_app
 from services.serving.auth import require_token
+from services.serving.body import json_body, request_body_openapi
 from services.serving.metrics import ServiceMetrics
 from services.serving.problems import problem_responses
 
-DESCRIPTION = """A vision-language judge of image edits (MotionEdit, METHOD.md sections 3 and 6): rates each
+DESCRIPTION = """A vision-language judge of image edits (MotionEdit, docs/method.md sections 3 and 6): rates each
 edit 0-5 under a rubric from the first answer token's distribution, and compares two edits with both
 orders averaged. Images are base64 PNG, JPEG or WebP. Errors are `application/problem+json`.
 An item the judge could not answer carries `error` and no number."""
@@ -51,21 +52,24 @@ def create_app(settings: MllmJudgeSettings | None = None) -> FastAPI:
         readiness=readiness,
         load=load,
         close=scorer.close,
+        request_models=[JudgeScoreRequest, CompareRequest],
     )
     app.state.scorer = scorer
     guarded = {
         "dependencies": [Depends(require_token(settings.auth_token))],
-        "responses": problem_responses(400, 401, 413, 422, 429, 502, 503),
+        "responses": problem_responses(400, 401, 408, 413, 422, 429, 502, 503),
         "response_model_exclude_none": True,
     }
 
-    @app.post(JUDGE_SCORE_PATH, tags=["judge"], summary="Rate edits under rubrics", **guarded)  # type: ignore[arg-type]
-    async def score(request: JudgeScoreRequest) -> JudgeScoreResponse:
+    @app.post(JUDGE_SCORE_PATH, tags=["judge"], summary="Rate edits under rubrics",
+              openapi_extra=request_body_openapi(JudgeScoreRequest), **guarded)  # type: ignore[arg-type]  # fmt: skip
+    async def score(request: JudgeScoreRequest = Depends(json_body(JudgeScoreRequest))) -> JudgeScoreResponse:
         readiness.require_ready()
         return await scorer.score(request)
 
-    @app.post(JUDGE_COMPARE_PATH, tags=["judge"], summary="Which of two edits is better", **guarded)  # type: ignore[arg-type]
-    async def compare(request: CompareRequest) -> CompareResponse:
+    @app.post(JUDGE_COMPARE_PATH, tags=["judge"], summary="Which of two edits is better",
+              openapi_extra=request_body_openapi(CompareRequest), **guarded)  # type: ignore[arg-type]  # fmt: skip
+    async def compare(request: CompareRequest = Depends(json_body(CompareRequest))) -> CompareResponse:
         readiness.require_ready()
         return await scorer.compare(request)
 

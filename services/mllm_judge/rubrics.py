@@ -1,5 +1,5 @@
-"""The judge's prompts, versioned. `edit` is the training reward (METHOD.md section 3, verbatim);
-`fidelity`, `preservation` and `coherence` are MotionEdit-Bench's generative metrics (METHOD.md
+"""The judge's prompts, versioned. `edit` is the training reward (docs/method.md section 3, verbatim);
+`fidelity`, `preservation` and `coherence` are MotionEdit-Bench's generative metrics (docs/method.md
 section 6), written by this project because the paper's text is unpublished; `compare` asks which of
 two edits is better, for the bench's Win Rate. docs/rubrics.md explains each.
 
@@ -39,7 +39,7 @@ class Rubric:
         return self.template.replace("{prompt}", instruction)
 
 
-# METHOD.md section 3, verbatim (its first sentence is wrapped there for width; it is one line).
+# docs/method.md section 3, verbatim (its first sentence is wrapped there for width; it is one line).
 EDIT = Rubric(
     "edit",
     1,

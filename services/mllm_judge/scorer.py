@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from motionnft.caching import LRUCache
 from motionnft.contracts.images import DecodedImage
@@ -70,11 +70,17 @@ class JudgeScorer:
     def __init__(self, settings: MllmJudgeSettings, metrics: ServiceMetrics) -> None:
         self.settings = settings
         self.backend: JudgeBackend = build_backend(settings)
-        self.cache: LRUCache[tuple[str, ...], list[float]] = LRUCache(settings.cache_entries)
+        self.cache: LRUCache[tuple[str, ...], list[float]] = LRUCache(int(settings.cache_mb * 2**20), _answer_bytes)
         ns, reg = metrics.namespace, metrics.registry
         self.cache_hits = Counter("answer_cache_hits", "Questions answered from cache", namespace=ns, registry=reg)
         self.questions = Counter("questions", "Questions sent to the backend", namespace=ns, registry=reg)
         self.failures = Counter("question_failures", "Questions with no usable answer", namespace=ns, registry=reg)
+        cache_bytes = Gauge("answer_cache_bytes", "Bytes held by cached answers", namespace=ns, registry=reg)
+        cache_bytes.set_function(lambda: self.cache.bytes)
+        cache_entries = Gauge("answer_cache_entries", "Answers cached", namespace=ns, registry=reg)
+        cache_entries.set_function(lambda: len(self.cache))
+        limit = Gauge("answer_cache_limit_bytes", "Byte budget of the answer cache", namespace=ns, registry=reg)
+        limit.set(self.cache.max_bytes)
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -143,7 +149,8 @@ class JudgeScorer:
 
     def _decode(self, named: Sequence[tuple[str, str]]) -> list[DecodedImage]:
         # Only a server-side model wants the client's bytes forwarded; keep them only for that backend.
-        return decode_named(named, self.settings.image_limits, keep_data_urls=self.backend.name == "openai")
+        return decode_named(named, self.settings.image_limits, max_request_pixels=self.settings.max_request_pixels,
+                            keep_data_urls=self.backend.name == "openai")  # fmt: skip
 
     async def _answer(self, questions: Sequence[JudgeQuestion]) -> list[Answer]:
         """Answers in order: cached where possible, the rest from the backend in one call."""
@@ -179,7 +186,7 @@ class JudgeScorer:
         for i, name in enumerate(request.rubrics):
             if name not in RUBRICS:
                 problems.append(
-                    FieldProblem(loc=f"rubrics[{i}]", msg=f"unknown rubric {name!r}; one of {list(RUBRICS)}")
+                    FieldProblem(loc=f"rubrics[{i}]", msg=f"unknown rubric {name[:64]!r}; one of {list(RUBRICS)}")
                 )
         for g, group in enumerate(request.groups):
             if not group.edits or len(group.edits) > s.max_edits_per_group:
@@ -219,6 +226,11 @@ class JudgeScorer:
         errors = [s.error for g in groups for edit in g.scores for s in edit.values() if s.error is not None]
         if questions and len(errors) == len(questions):
             raise _all_failed(errors)
+
+
+def _answer_bytes(key: tuple[str, ...], answer: list[float]) -> int:
+    """What a cached answer costs: its key's text (the prompt dominates), its floats, and overhead."""
+    return sum(len(part) for part in key) + 32 * len(answer) + 300
 
 
 def _question(

@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from motionnft.contracts.images import ImageLimits
+from motionnft.contracts.limits import MAX_EDITS, MAX_GROUPS, MAX_PAIRS
 from services.serving.settings import ServingSettings
 
 
@@ -39,11 +40,13 @@ class MllmJudgeSettings(ServingSettings):
     max_batch: int = Field(default=16, gt=0, description="Questions per local-model batch.")
     # Above the largest request (16 groups x 32 edits x 4 rubrics = 2048 questions) so one request fits.
     max_queue: int = Field(default=4096, gt=0, description="Questions queued before 503.")
-    cache_entries: int = Field(default=4096, ge=0, description="Answers kept for identical questions.")
+    cache_mb: float = Field(
+        default=64.0, ge=0, description="Memory for answers to identical questions, MB (0 disables)."
+    )
     tie_margin: float = Field(default=0.05, ge=0, le=0.5, description="compare: |P(a) - 0.5| <= margin is a tie.")
-    max_groups: int = Field(default=16, gt=0, description="Groups per score request.")
-    max_edits_per_group: int = Field(default=32, gt=0, description="Edits per group.")
-    max_pairs: int = Field(default=64, gt=0, description="Pairs per compare request.")
+    max_groups: int = Field(default=16, gt=0, le=MAX_GROUPS, description="Groups per score request.")
+    max_edits_per_group: int = Field(default=32, gt=0, le=MAX_EDITS, description="Edits per group.")
+    max_pairs: int = Field(default=64, gt=0, le=MAX_PAIRS, description="Pairs per compare request.")
     max_instruction_chars: int = Field(default=2000, gt=0, description="Longest instruction.")
     max_image_pixels: int = Field(default=4096 * 4096, gt=0)
     min_image_side: int = Field(default=16, gt=0)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from services.reward_api.app import create_app
 from services.reward_api.settings import RewardApiSettings
-from services.serving.runner import run_service
+from services.serving.runner import load_settings, run_service
 
 
 def main() -> None:
-    settings = RewardApiSettings()
+    settings = load_settings(RewardApiSettings, "reward API")
     app = create_app(settings)
     print(f"MotionNFT reward API on http://{settings.host}:{settings.port}  (OpenAPI: http://{settings.host}:{settings.port}/docs)",
           flush=True)  # fmt: skip

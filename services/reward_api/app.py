@@ -12,10 +12,11 @@ from services.reward_api.scorer import RewardScorer
 from services.reward_api.settings import RewardApiSettings
 from services.serving.app import Readiness, build_service_app
 from services.serving.auth import require_token
+from services.serving.body import json_body, request_body_openapi
 from services.serving.metrics import ServiceMetrics
 from services.serving.problems import problem_responses
 
-DESCRIPTION = """Motion alignment reward (MotionEdit, METHOD.md section 2): how well the optical flow from the
+DESCRIPTION = """Motion alignment reward (MotionEdit, docs/method.md section 2): how well the optical flow from the
 input image to each edit matches the flow from the input image to the ground-truth target.
 Images are base64 PNG, JPEG or WebP. Errors are `application/problem+json` (RFC 9457)."""
 
@@ -41,6 +42,7 @@ def create_app(settings: RewardApiSettings | None = None) -> FastAPI:
         readiness=readiness,
         load=load,
         close=scorer.stop,
+        request_models=[MotionScoreRequest],
     )
     app.state.scorer = scorer
 
@@ -49,9 +51,10 @@ def create_app(settings: RewardApiSettings | None = None) -> FastAPI:
         tags=["motion"],
         summary="Score edits by motion alignment with the target",
         dependencies=[Depends(require_token(settings.auth_token))],
-        responses=problem_responses(400, 401, 413, 422, 429, 503),
+        responses=problem_responses(400, 401, 408, 413, 422, 429, 503),
+        openapi_extra=request_body_openapi(MotionScoreRequest),
     )
-    async def score(request: MotionScoreRequest) -> MotionScoreResponse:
+    async def score(request: MotionScoreRequest = Depends(json_body(MotionScoreRequest))) -> MotionScoreResponse:
         readiness.require_ready()
         return await scorer.score(request)
 

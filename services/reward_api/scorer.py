@@ -12,13 +12,13 @@ import logging
 from collections.abc import Sequence
 
 import numpy as np
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from motionnft.contracts.motion import EditScore, GroupScores, MotionScoreRequest, MotionScoreResponse, MotionTerms
 from motionnft.contracts.problems import FieldProblem
 from motionnft.flow import FlowEstimator, build_flow_estimator
 from motionnft.motion import MotionRewardParams
-from motionnft.scoring import EditReward, MotionScorer, ScoringGroup
+from motionnft.scoring import EditReward, MotionScorer, ScoringGroup, fit_within
 from services.reward_api.settings import RewardApiSettings
 from services.serving.batching import MicroBatcher, Overloaded
 from services.serving.images import decode_named, limit_problem
@@ -59,6 +59,14 @@ class RewardScorer:
             "flow_batch_seconds", "Seconds per flow-estimator call", buckets=LATENCY_BUCKETS, namespace=ns, registry=reg
         )
         self.flow_pairs = Counter("flow_pairs", "Image pairs through the flow estimator", namespace=ns, registry=reg)
+        cache_bytes = Gauge("target_flow_cache_bytes", "Bytes held by cached target flows", namespace=ns, registry=reg)
+        cache_bytes.set_function(lambda: self.scorer.cache.bytes if self.scorer else 0)
+        cache_entries = Gauge("target_flow_cache_entries", "Target flows cached", namespace=ns, registry=reg)
+        cache_entries.set_function(lambda: len(self.scorer.cache) if self.scorer else 0)
+        limit = Gauge(
+            "target_flow_cache_limit_bytes", "Byte budget of the target-flow cache", namespace=ns, registry=reg
+        )
+        limit.set(int(settings.cache_mb * 2**20))
         self.metrics = metrics
 
     @property
@@ -71,7 +79,8 @@ class RewardScorer:
         self.scorer = MotionScorer(
             estimator,
             self.params,
-            cache_entries=self.settings.cache_entries,
+            cache_bytes=int(self.settings.cache_mb * 2**20),
+            max_side=self.settings.max_side,
             batch_size=self.settings.flow_batch_size,
             on_flow_batch=self._observe_flow,
         )
@@ -139,7 +148,11 @@ class RewardScorer:
         for g, wire in enumerate(request.groups):
             named += [(f"groups[{g}].source", wire.source), (f"groups[{g}].target", wire.target)]
             named += [(f"groups[{g}].edits[{k}]", edit) for k, edit in enumerate(wire.edits)]
-        images = iter(decode_named(named, self.settings.image_limits))
+        assert self.scorer is not None
+        # Shrunk to the scoring size as each is decoded: the request holds only what is scored.
+        s = self.settings
+        images = iter(decode_named(named, s.image_limits, max_request_pixels=s.max_request_pixels,
+                                   fit=lambda image: fit_within(image, s.max_side)))  # fmt: skip
         groups = []
         for wire in request.groups:
             source, target = next(images), next(images)

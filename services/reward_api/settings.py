@@ -9,6 +9,8 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from motionnft.contracts.images import ImageLimits
+from motionnft.contracts.limits import MAX_EDITS, MAX_GROUPS
+from motionnft.scoring import DEFAULT_MAX_SIDE
 from services.serving.settings import ServingSettings
 
 
@@ -27,11 +29,14 @@ class RewardApiSettings(ServingSettings):
     raft_allow_random_weights: bool = Field(default=False, description="Allow untrained RAFT (tests only).")
     device: str = Field(default="cpu", description="Torch device for flows and reward math, e.g. cuda:0.")
     flow_batch_size: int = Field(default=16, gt=0, description="Image pairs per estimator call.")
-    cache_entries: int = Field(default=256, ge=0, description="Target flows kept in the LRU cache.")
+    cache_mb: float = Field(default=256.0, ge=0, description="Memory for cached target flows, MB (0 disables).")
+    max_side: int = Field(
+        default=DEFAULT_MAX_SIDE, ge=16, description="Long side the reward is computed at, px; larger images shrink."
+    )
     max_batch: int = Field(default=64, gt=0, description="Edits coalesced into one scoring batch.")
     max_queue: int = Field(default=512, gt=0, description="Edits queued for scoring before 503.")
-    max_groups: int = Field(default=16, gt=0, description="Groups per request.")
-    max_edits_per_group: int = Field(default=32, gt=0, description="Edits per group.")
+    max_groups: int = Field(default=16, gt=0, le=MAX_GROUPS, description="Groups per request.")
+    max_edits_per_group: int = Field(default=32, gt=0, le=MAX_EDITS, description="Edits per group.")
     max_image_pixels: int = Field(default=4096 * 4096, gt=0, description="Largest decoded image, pixels.")
     min_image_side: int = Field(default=16, gt=0, description="Smallest image side, pixels.")
     max_image_side: int = Field(default=8192, gt=0, description="Largest image side, pixels.")

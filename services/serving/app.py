@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
 
 from motionnft.contracts.problems import ProblemDetail
 from services.serving.metrics import MetricsMiddleware, ServiceMetrics
@@ -54,12 +55,15 @@ def build_service_app(
     readiness: Readiness,
     load: Callable[[], Awaitable[dict[str, Any]]],
     close: Callable[[], Awaitable[None]],
+    request_models: Sequence[type[BaseModel]] = (),
 ) -> FastAPI:
     """A FastAPI app with the shared routes, middleware, error handling and lifecycle in place.
 
     `load` (the model, warm-up) runs in the background once the server is up, so /healthz answers
     at once and /readyz turns 200 when it returns (its dict is shown there), or reports its error.
     At shutdown the service drains (new work gets 503), waits for `load`, then awaits `close`.
+    `request_models` are the bodies its routes read through `services.serving.body.json_body`;
+    they are declared in the OpenAPI schema, which cannot see them otherwise.
     """
 
     @asynccontextmanager
@@ -94,11 +98,13 @@ def build_service_app(
         max_body_bytes=settings.max_body_bytes,
         max_in_flight=settings.max_in_flight,
         retry_after_s=settings.retry_after_s,
+        body_timeout_s=settings.body_timeout_s,
+        token=settings.auth_token,
         is_draining=lambda: readiness.draining,
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics, router=app.router)
     app.add_middleware(RequestContextMiddleware)
-    _declare_problem_schema(app)
+    _declare_schemas(app, [ProblemDetail, *request_models])
     return app
 
 
@@ -113,18 +119,17 @@ async def _load(load: Callable[[], Awaitable[dict[str, Any]]], readiness: Readin
     readiness.ready = True
 
 
-def _declare_problem_schema(app: FastAPI) -> None:
-    """Put ProblemDetail into components/schemas so problem+json responses can reference it."""
+def _declare_schemas(app: FastAPI, models: Sequence[type[BaseModel]]) -> None:
+    """Put these models (and what they reference) into components/schemas, for `$ref`s to them."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components.update(ProblemDetail.model_json_schema(ref_template="#/components/schemas/{model}")["$defs"])
-            components["ProblemDetail"] = {
-                k: v for k, v in ProblemDetail.model_json_schema(ref_template="#/components/schemas/{model}").items()
-                if k != "$defs"
-            }  # fmt: skip
+            for model in models:
+                model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(model_schema.pop("$defs", {}))
+                components[model.__name__] = model_schema
             app.openapi_schema = schema
         return app.openapi_schema
 

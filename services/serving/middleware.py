@@ -6,6 +6,7 @@ add a task per request. Order, outermost first: RequestContext -> (metrics) -> A
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import re
@@ -14,6 +15,9 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from pydantic import SecretStr
+
+from services.serving.auth import UNAUTHORIZED, bearer_matches
 from services.serving.problems import problem_response
 
 Scope = MutableMapping[str, Any]
@@ -29,6 +33,7 @@ _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 access_log = logging.getLogger("motionnft.access")
+log = logging.getLogger(__name__)
 
 
 class RequestIdFilter(logging.Filter):
@@ -86,13 +91,18 @@ class BodyTooLarge(Exception):
 
 
 class AdmissionMiddleware:
-    """Decides whether a request may run at all: draining, in-flight limit, body size.
+    """Decides whether a request may run at all, cheapest check first, before any slot is held.
 
-    - draining (shutdown started): 503 with Retry-After, so new work goes to another replica;
-    - more than `max_in_flight` requests on guarded paths: 429 with Retry-After instead of queueing
-      without bound;
-    - a body over `max_body_bytes` (declared or streamed): 413, before it is all buffered.
-    Only paths under `guarded_prefix` are limited; probes and metrics always answer.
+    On paths under `guarded_prefix` (probes and metrics always answer):
+    1. auth: with a token set, a missing or wrong bearer token gets 401 from the headers alone, so an
+       unauthenticated client never gets its body read, parsed or counted against a limit;
+    2. draining (shutdown started): 503 with Retry-After, so new work goes to another replica;
+    3. the body is received under a deadline (`body_timeout_s`, else 408) and a size limit
+       (`max_body_bytes`, declared or streamed, else 413) *without* holding an in-flight slot, so
+       clients that send slowly or stall cannot take the slots of callers whose requests are ready;
+    4. more than `max_in_flight` requests being processed: 429 with Retry-After, not an unbounded queue;
+    5. a request still running when the graceful-shutdown deadline cancels it answers 503 problem+json
+       with Retry-After (uvicorn's own answer would be a plain-text 500 that clients do not retry).
     """
 
     def __init__(
@@ -102,6 +112,8 @@ class AdmissionMiddleware:
         max_body_bytes: int,
         max_in_flight: int,
         retry_after_s: int,
+        body_timeout_s: float = 15.0,
+        token: SecretStr | None = None,
         guarded_prefix: str = "/v1/",
         is_draining: Callable[[], bool] = lambda: False,
     ) -> None:
@@ -109,6 +121,8 @@ class AdmissionMiddleware:
         self.max_body_bytes = max_body_bytes
         self.max_in_flight = max_in_flight
         self.retry_after = str(retry_after_s)
+        self.body_timeout_s = body_timeout_s
+        self.token = token
         self.guarded_prefix = guarded_prefix
         self.is_draining = is_draining
         self.in_flight = 0
@@ -118,38 +132,72 @@ class AdmissionMiddleware:
             await self.app(scope, receive, send)
             return
         rid = scope.get("state", {}).get("request_id")
-        retry = {"Retry-After": self.retry_after}
-        if self.is_draining():
+
+        async def refuse(
+            status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None
+        ) -> None:
             response = problem_response(
-                503, "draining", "Service is shutting down", "Retry on another replica.",
-                instance=scope["path"], request_id=rid, headers=retry,
-            )  # fmt: skip
+                status, slug, title, detail, instance=scope["path"], request_id=rid, headers=headers
+            )
             await response(scope, receive, send)
+
+        retry = {"Retry-After": self.retry_after}
+        if self.token is not None and not bearer_matches(_header(scope, b"authorization"), self.token):
+            await refuse(401, *UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer", "Connection": "close"})
+            return
+        if self.is_draining():
+            await refuse(503, "draining", "Service is shutting down", "Retry on another replica.", retry)
+            return
+        if self.in_flight >= self.max_in_flight:  # fail fast, before the body travels
+            await refuse(429, *self._overloaded(), retry)
+            return
+        try:
+            async with asyncio.timeout(self.body_timeout_s):
+                body = await self._read_body(scope, receive)
+        except BodyTooLarge:
+            detail = f"The body exceeds {self.max_body_bytes} bytes."
+            await refuse(413, "body-too-large", "Request body too large", detail, {"Connection": "close"})
+            return
+        except TimeoutError:
+            detail = f"The request body did not arrive within {self.body_timeout_s:g} s."
+            await refuse(408, "body-timeout", "Request body too slow", detail, {"Connection": "close"})
+            return
+        if body is None:  # the client went away; nobody to answer
             return
         if self.in_flight >= self.max_in_flight:
-            response = problem_response(
-                429, "overloaded", "Too many requests in flight",
-                f"More than {self.max_in_flight} requests are being processed; retry later.",
-                instance=scope["path"], request_id=rid, headers=retry,
-            )  # fmt: skip
-            await response(scope, receive, send)
+            await refuse(429, *self._overloaded(), retry)
             return
         self.in_flight += 1
         try:
-            try:
-                body = await self._read_body(scope, receive)
-            except BodyTooLarge:
-                response = problem_response(
-                    413, "body-too-large", "Request body too large",
-                    f"The body exceeds {self.max_body_bytes} bytes.", instance=scope["path"], request_id=rid,
-                )  # fmt: skip
-                await response(scope, receive, send)
-                return
-            await self.app(scope, _replay(body, receive), send)
+            await self._run(scope, _replay(body, receive), send, refuse)
         finally:
             self.in_flight -= 1
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+    def _overloaded(self) -> tuple[str, str, str]:
+        detail = f"More than {self.max_in_flight} requests are being processed; retry later."
+        return "overloaded", "Too many requests in flight", detail
+
+    async def _run(self, scope: Scope, receive: Receive, send: Send, refuse: Callable[..., Awaitable[None]]) -> None:
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except asyncio.CancelledError:
+            # Only the server cancels a request, at the graceful-shutdown deadline: answer it in a way
+            # the client retries elsewhere. Any other cancellation is not ours to swallow.
+            if started or not self.is_draining():
+                raise
+            log.warning("request cut at the shutdown deadline; answered 503")
+            detail = "The service shut down before this request finished; retry on another replica."
+            await refuse(503, "draining", "Service is shutting down", detail, {"Retry-After": self.retry_after})
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
+        """The whole body, or None if the client disconnected first; raises BodyTooLarge."""
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             raise BodyTooLarge
@@ -158,15 +206,14 @@ class AdmissionMiddleware:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                break
+                return None
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
                 raise BodyTooLarge
             chunks.append(chunk)
             if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
+                return b"".join(chunks)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -77,6 +77,20 @@ def format_loc(loc: Sequence[int | str]) -> str:
     return text or "body"
 
 
+MAX_REPORTED_ERRORS = 20
+
+
+def validation_problem(total: int, errors: Sequence[Any]) -> ProblemError:
+    """The 422 for schema errors: the first MAX_REPORTED_ERRORS of `total`, each with its place."""
+    problems = [
+        FieldProblem(loc=format_loc(e.get("loc", ())), msg=str(e.get("msg", "invalid")))
+        for e in errors[:MAX_REPORTED_ERRORS]
+    ]
+    shown = "; ".join(f"{p.loc}: {p.msg}" for p in problems[:5])
+    more = f" ({total} errors; the first {len(problems)} are listed)" if total > len(problems) else ""
+    return ProblemError(422, "invalid-request", "Request body does not match the schema", shown + more, problems)
+
+
 def _request_id(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
@@ -91,16 +105,13 @@ async def _on_problem(request: Request, exc: Exception) -> ProblemResponse:
 
 async def _on_validation(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [FieldProblem(loc=format_loc(e.get("loc", ())), msg=str(e.get("msg", "invalid"))) for e in exc.errors()]
+    errors = exc.errors()
     # A body that is not JSON at all is a malformed request (400); JSON of the wrong shape is 422.
-    if any(e.get("type") == "json_invalid" for e in exc.errors()):
-        status, slug, title = 400, "malformed-json", "Request body is not valid JSON"
+    if any(e.get("type") == "json_invalid" for e in errors):
+        problem = ProblemError(400, "malformed-json", "Request body is not valid JSON", str(errors[0].get("msg")))
     else:
-        status, slug, title = 422, "invalid-request", "Request body does not match the schema"
-    detail = "; ".join(f"{e.loc}: {e.msg}" for e in errors[:5])
-    return problem_response(
-        status, slug, title, detail, errors=errors, instance=request.url.path, request_id=_request_id(request)
-    )
+        problem = validation_problem(len(errors), errors)
+    return await _on_problem(request, problem)
 
 
 async def _on_http(request: Request, exc: Exception) -> ProblemResponse:
@@ -136,6 +147,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     described = {
         400: "Malformed request (body is not JSON).",
         401: "Missing or wrong bearer token.",
+        408: "The request body did not arrive within the service's body timeout.",
         413: "Request body over the size limit.",
         422: "Request is well-formed JSON but invalid: wrong types, bad images, limits exceeded.",
         429: "Too many requests in flight; retry after `Retry-After` seconds.",

@@ -5,16 +5,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
+from typing import TypeVar
 
 import uvicorn
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from services.serving.app import Readiness
 from services.serving.middleware import RequestIdFilter
-from services.serving.settings import ServingSettings
+from services.serving.settings import ServingSettings, UnknownSettingError
 
 
 class DrainingServer(uvicorn.Server):
@@ -47,6 +50,21 @@ class DrainingServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+S = TypeVar("S", bound=ServingSettings)
+
+
+def load_settings(settings_cls: type[S], service: str) -> S:
+    """The service's settings from its environment, or exit 2 with one line naming what is wrong."""
+    try:
+        return settings_cls()
+    except UnknownSettingError as exc:
+        print(f"{service}: {exc}", file=sys.stderr)
+    except ValidationError as exc:
+        bad = "; ".join(f"{'.'.join(map(str, e['loc'])) or '?'}: {e['msg']}" for e in exc.errors(include_url=False))
+        print(f"{service}: invalid settings: {bad}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def configure_logging(level: str) -> None:
     """One log format for every service, with the request id on each line."""
     handler = logging.StreamHandler()
@@ -66,7 +84,8 @@ def run_service(app: FastAPI, settings: ServingSettings, readiness: Readiness) -
         port=settings.port,
         log_level=settings.log_level,
         access_log=False,  # RequestContextMiddleware logs each request with its id
-        timeout_graceful_shutdown=int(settings.graceful_timeout_s),
+        # uvicorn types it int but waits with asyncio.wait_for: a fraction of a second works (int() made 0.5 s 0).
+        timeout_graceful_shutdown=settings.graceful_timeout_s,  # type: ignore[arg-type]
         log_config=None,
     )
     DrainingServer(config, readiness).run()

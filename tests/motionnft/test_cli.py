@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -45,5 +49,88 @@ def test_unreadable_image_is_a_clear_error(tmp_path: Path) -> None:
     broken.write_bytes(b"not an image")
     args = ["score", "--source", str(paths["source"]), "--target", str(paths["target"]), "--edit", str(broken)]
     result = runner.invoke(app, args)
-    assert result.exit_code != 0
-    assert "broken.png" in result.output and "not a decodable image" in result.output
+    assert result.exit_code == 2
+    # One plain line naming the option, the whole path and the reason (was a Rich panel cut at 80 columns).
+    assert result.output.splitlines() == [
+        f"error: Invalid value for '--edit': {broken}: not a decodable image (UnidentifiedImageError)"
+    ]
+
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = Path(sys.executable).with_name("motionnft")
+ENTRY_POINTS = {"module": [sys.executable, "-m", "motionnft.cli"], "script": [str(SCRIPT)]}
+
+
+def run_cli(entry: str, args: list[str], columns: int) -> subprocess.CompletedProcess[str]:
+    """The real command in a child process: no TTY, stdin from /dev/null, the terminal width told by COLUMNS."""
+    if not Path(ENTRY_POINTS[entry][0]).exists():
+        pytest.skip(f"no {ENTRY_POINTS[entry][0]} (package not installed in this environment)")
+    env = {**os.environ, "COLUMNS": str(columns)}
+    return subprocess.run(
+        [*ENTRY_POINTS[entry], *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def long_dir(tmp_path: Path) -> Path:
+    """A folder whose path alone is wider than any terminal tested here."""
+    folder = tmp_path / ("a-rather-long-folder-name-" * 6) / "and-deeper-still"
+    folder.mkdir(parents=True)
+    return folder
+
+
+@pytest.mark.parametrize("columns", [80, 40])
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_an_undecodable_image_is_one_plain_line_at_any_width(long_dir: Path, entry: str, columns: int) -> None:
+    paths = write_images(long_dir)
+    broken = long_dir / "broken.png"
+    broken.write_bytes(b"not an image")
+    args = ["score", "--source", str(broken), "--target", str(paths["target"]), "--edit", str(paths["static"])]
+    result = run_cli(entry, args, columns)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"error: Invalid value for '--source': {broken}: not a decodable image (UnidentifiedImageError)"
+    ]
+
+
+@pytest.mark.parametrize("columns", [80, 40])
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_a_missing_source_file_is_one_plain_line_at_any_width(long_dir: Path, entry: str, columns: int) -> None:
+    paths = write_images(long_dir)
+    missing = long_dir / "missing.png"
+    args = ["score", "--source", str(missing), "--target", str(paths["target"]), "--edit", str(paths["static"])]
+    result = run_cli(entry, args, columns)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [f"error: Invalid value for '--source': file '{missing}' does not exist."]
+
+
+def test_usage_errors_are_one_line_with_exit_status_2() -> None:
+    result = run_cli("module", ["score"], columns=40)
+    assert (result.returncode, result.stderr.splitlines()) == (2, ["error: Missing option '--source'."])
+    result = run_cli("module", ["no-such-command"], columns=40)
+    assert (result.returncode, result.stderr.splitlines()) == (2, ["error: No such command 'no-such-command'."])
+
+
+def test_a_bug_gets_pythons_own_traceback_not_a_rich_panel() -> None:
+    script = (
+        "from motionnft.cli import app\n"
+        "@app.command()\n"
+        "def boom() -> None:\n"
+        "    raise RuntimeError('boom')\n"
+        "app(['boom'])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], stdin=subprocess.DEVNULL, capture_output=True, text=True, cwd=REPO,
+        env={**os.environ, "COLUMNS": "40"}, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback (most recent call last):" in result.stderr
+    assert result.stderr.rstrip().endswith("RuntimeError: boom")
+    assert not set("╭╮╰╯│") & set(result.stderr)

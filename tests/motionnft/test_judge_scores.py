@@ -1,4 +1,4 @@
-"""Judge score arithmetic (METHOD.md sections 3 and 6), checked against hand computations."""
+"""Judge score arithmetic (docs/method.md sections 3 and 6), checked against hand computations."""
 
 from __future__ import annotations
 

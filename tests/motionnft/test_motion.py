@@ -35,7 +35,7 @@ Pair = tuple[torch.Tensor, torch.Tensor]
 
 
 def reference_reward(fe: np.ndarray, fg: np.ndarray, vector_term: str, direction_term: str) -> dict:
-    """METHOD.md section 2 in float64 numpy, one item at a time, default constants."""
+    """docs/method.md section 2 in float64 numpy, one item at a time, default constants."""
     out: dict[str, list[float]] = {name: [] for name in FIELDS}
     for edit, target in zip(fe.astype(np.float64), fg.astype(np.float64), strict=True):
         d = math.hypot(edit.shape[1], edit.shape[2])

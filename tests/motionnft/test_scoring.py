@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -11,7 +12,7 @@ import torch
 from motionnft.contracts.images import DecodedImage, decode_image_bytes, encode_image_bytes
 from motionnft.flow import build_flow_estimator
 from motionnft.motion import motion_alignment
-from motionnft.scoring import MotionScorer, ScoringGroup, TargetFlowCache, resize_like_reference
+from motionnft.scoring import MotionScorer, ScoringGroup, TargetFlowCache, resize_like_reference, target_flow_bytes
 from tests.motionnft.flow.known_motion import KnownMotion, gaussian_bump
 
 EDITS = ("exact", "jpeg", "half", "none", "opposite")
@@ -101,19 +102,38 @@ def test_resize_like_reference_matches_torch_bilinear() -> None:
     assert np.abs(out.astype(float) - expected.numpy()).max() <= 0.5
 
 
-def test_cache_is_bounded_lru() -> None:
-    cache = TargetFlowCache(max_entries=2)
+def test_cache_is_bounded_lru_by_bytes() -> None:
     flows = [torch.full((2, 4, 4), float(i)) for i in range(3)]
+    entry = target_flow_bytes(("0", "t", 4, 4), flows[0])  # 128 tensor bytes + the key
+    cache = TargetFlowCache(2 * entry, target_flow_bytes)
     for i, flow in enumerate(flows):
         cache.put((str(i), "t", 4, 4), flow)
-    assert len(cache) == 2
+    assert len(cache) == 2 and cache.bytes == 2 * entry
     assert cache.get(("0", "t", 4, 4)) is None  # evicted first
     assert cache.get(("2", "t", 4, 4)) is flows[2]
     cache.get(("1", "t", 4, 4))
     cache.put(("3", "t", 4, 4), flows[0])
     assert cache.get(("2", "t", 4, 4)) is None  # least recently used went
     assert (cache.hits, cache.misses) == (2, 2)
-    TargetFlowCache(0).put(("x", "y", 1, 1), flows[0])  # size 0 disables caching
+    cache.put(("big", "t", 64, 64), torch.zeros(2, 64, 64))  # larger than the whole budget: not kept
+    assert len(cache) == 2 and cache.bytes == 2 * entry
+    disabled = TargetFlowCache(0, target_flow_bytes)
+    disabled.put(("x", "y", 1, 1), flows[0])  # size 0 disables caching
+    assert len(disabled) == 0
+
+
+def test_large_images_are_scored_at_the_maximum_side() -> None:
+    """A 1024^2 group scores like the same group shrunk to 512^2 first, and its flows are 512^2."""
+    motion = gaussian_bump(size=256)
+    big = [cv2.resize(a, (1024, 1024), interpolation=cv2.INTER_CUBIC) for a in (motion.source, motion.target)]
+    group = ScoringGroup(decoded(big[0]), decoded(big[1]), [decoded(big[1]), decoded(big[0])])
+    scorer = MotionScorer(build_flow_estimator("dis", "cpu"), max_side=512)
+    flows = scorer.compute_flows([group])[0]
+    assert tuple(flows.edits[0].shape) == tuple(flows.target[0].shape) == (2, 512, 512)
+    small = scorer.fit_group(group)
+    assert small.source.size == (512, 512) and scorer.fit_group(small) == small  # idempotent
+    assert scorer.score_groups([group]) == scorer.score_groups([small])
+    assert scorer.score_groups([group])[0][0].reward > scorer.score_groups([group])[0][1].reward
 
 
 def test_known_motion_fixture_is_consistent() -> None:

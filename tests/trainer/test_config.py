@@ -1,8 +1,10 @@
-"""Tests of trainer.config: METHOD.md defaults, YAML + --set overrides, errors, frozen, round trip."""
+"""Tests of trainer.config: docs/method.md defaults, YAML + --set overrides, errors, frozen, round trip."""
 
 from __future__ import annotations
 
+import itertools
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,7 @@ from trainer.config import (
 
 def test_defaults_are_the_method_constants() -> None:
     c = TrainConfig()
-    # METHOD.md section 4: rewards, advantages, banning; section 1: K = 8, 24 prompts, 512x512.
+    # docs/method.md section 4: rewards, advantages, banning; section 1: K = 8, 24 prompts, 512x512.
     assert c.reward.weights == {"motion": 0.5, "judge": 0.5}
     assert (c.nft.adv_clip, c.nft.ban_std, c.nft.ban_mean) == (5.0, 0.05, 0.9)
     assert (c.data.samples_per_prompt, c.data.prompts_per_epoch, c.data.size, c.data.center_crop) == (8, 24, 512, True)
@@ -126,6 +128,56 @@ def test_bad_documents_are_clear_errors(tmp_path: Path) -> None:
         config_from_mapping({"reward": {"weights": {"motion": -1.0}}})
     with pytest.raises(ConfigError, match="timesteps_per_sample"):
         config_from_mapping({"optim": {"timesteps_per_sample": 7}})
+
+
+def alias_bomb() -> str:
+    """ "Billion laughs": nine levels of nine aliases each, 9^9 = 387,420,489 strings in ~320 bytes."""
+    names = "abcdefghi"
+    lines = [f"{names[0]}: &{names[0]} [{', '.join(['x'] * 9)}]"]
+    lines += [f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]" for prev, name in itertools.pairwise(names)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.timeout(10)  # before the fix this expanded the aliases until memory ran out
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(alias_bomb())
+    assert bomb.stat().st_size < 400
+    started = time.perf_counter()
+    message = (
+        rf"^{re.escape(str(bomb))}: YAML anchors and aliases are not allowed in configs \(found an anchor &a at line 1"
+    )
+    with pytest.raises(ConfigError, match=message):
+        load_config(bomb)
+    assert time.perf_counter() - started < 2.0
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("run: &r {epochs: 2}\n", "anchor &r at line 1, column 6"),
+        ("run: *r\n", "alias \\*r at line 1, column 6"),
+        ("policy:\n  lora:\n    rank: &n 4\n    alpha: *n\n", "anchor &n at line 3"),
+    ],
+)
+def test_any_anchor_or_alias_is_refused(text: str, found: str) -> None:
+    with pytest.raises(
+        ConfigError, match=f"^preset.yaml: YAML anchors and aliases are not allowed in configs .*{found}"
+    ):
+        from_yaml(text, source="preset.yaml")
+
+
+def test_an_override_cannot_smuggle_an_alias_bomb_either() -> None:
+    value = "[" + ", ".join(["&a [x, x, x, x, x, x, x, x, x]", *["*a"] * 8]) + "]"
+    with pytest.raises(ConfigError, match=r"^override run\.name: .*YAML anchors and aliases are not allowed"):
+        load_config(None, [f"run.name={value}"])
+
+
+@pytest.mark.parametrize(
+    "preset", sorted(Path(__file__).resolve().parents[2].glob("configs/*.yaml")), ids=lambda p: p.name
+)
+def test_the_committed_presets_load_without_anchors(preset: Path) -> None:
+    load_config(preset)  # would raise ConfigError on any anchor or alias
 
 
 def test_extra_fields_forbidden_and_frozen() -> None:

@@ -42,7 +42,7 @@ FLUX_LORA_TARGETS = (
 
 
 class LoraSettings(BaseModel):
-    """LoRA on the denoiser's attention projections (METHOD.md 5: r 32, alpha 64, Gaussian init)."""
+    """LoRA on the denoiser's attention projections (docs/method.md 5: r 32, alpha 64, Gaussian init)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -3,7 +3,7 @@
 One `POST {base_url}/chat/completions` per question: a user turn holding the question's images as
 base64 PNG data URLs, in order, then its prompt; `max_tokens` 1, `temperature` 0, `logprobs` with
 `top_logprobs`. The score is read from the first token's top logprobs, renormalised over the choices
-present (METHOD.md 3). The target image is never sent, and nothing here fetches a URL.
+present (docs/method.md 3). The target image is never sent, and nothing here fetches a URL.
 
 Upstream load is bounded: a semaphore of `max_concurrency` slots is held exactly while a request is
 outstanding (not while encoding images or backing off), so the server never sees more at once.
@@ -23,15 +23,16 @@ names its cause; it is never a number.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import numpy as np
+import pydantic_core
 
 from motionnft.contracts.client import RetryPolicy, retry_after_s
 from motionnft.contracts.images import encode_image
@@ -67,6 +68,8 @@ class OpenAIJudge:
         backoff_base_s, backoff_max_s: full-jitter backoff between tries (RetryPolicy), seconds.
         deadline_s: limit of one question's tries and waits from its first attempt, seconds;
             None means `max_attempts * timeout_s`.
+        max_response_bytes: largest upstream answer, bytes after decompression (one answer of
+            20 top logprobs is ~5 KB; a gzip bomb is cut off here, not after it filled memory).
     """
 
     name = "openai"
@@ -87,6 +90,7 @@ class OpenAIJudge:
         backoff_base_s: float = 0.2,
         backoff_max_s: float = 5.0,
         deadline_s: float | None = None,
+        max_response_bytes: int = 2**20,
     ) -> None:
         if max_concurrency < 1 or timeout_s <= 0 or max_attempts < 1 or top_logprobs < 1:
             raise ValueError("max_concurrency, max_attempts and top_logprobs must be >= 1 and timeout_s > 0")
@@ -98,6 +102,7 @@ class OpenAIJudge:
         self.check_model = check_model
         self.retry = RetryPolicy(max_attempts, backoff_base_s, backoff_max_s)
         self.deadline_s = deadline_s if deadline_s is not None else max_attempts * timeout_s
+        self.max_response_bytes = max_response_bytes
         self._api_key = api_key
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
@@ -134,13 +139,13 @@ class OpenAIJudge:
         assert self._http is not None
         url = f"{self.base_url}/models"
         try:
-            response = await self._http.get("models")
-        except httpx.HTTPError as exc:
+            response = await read_reply(self._http, self._http.build_request("GET", "models"), self.max_response_bytes)
+        except (httpx.HTTPError, JudgeFailure) as exc:
             raise UpstreamUnavailable(f"GET {url} failed: {type(exc).__name__}: {exc}") from exc
         if not response.is_success:
             raise UpstreamUnavailable(f"GET {url} answered HTTP {response.status_code}: {_error_text(response)}")
         try:
-            served = [entry["id"] for entry in response.json()["data"]]
+            served = [entry["id"] for entry in pydantic_core.from_json(response.content)["data"]]
         except (ValueError, KeyError, TypeError) as exc:
             raise UpstreamUnavailable(f"GET {url} answered a body that is not a model list") from exc
         if self.model not in served:
@@ -193,6 +198,9 @@ class OpenAIJudge:
             return JudgeFailure(f"upstream answer has no usable choice token: {exc}")
         except ValueError as exc:  # a positive or NaN logprob
             return JudgeFailure(f"upstream answer has invalid logprobs: {exc}")
+        except Exception as exc:  # whatever else an upstream answer can provoke is this item's failure
+            logger.exception("judge upstream answer could not be read")
+            return JudgeFailure(f"upstream answer could not be read: {type(exc).__name__}")
 
     def _payload(self, question: JudgeQuestion, urls: list[str]) -> dict[str, Any]:
         content: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": url}} for url in urls]
@@ -241,7 +249,7 @@ class OpenAIJudge:
             )  # fmt: skip
             await asyncio.sleep(wait_s)
 
-    async def _attempt(self, payload: dict[str, Any], deadline: float) -> httpx.Response:
+    async def _attempt(self, payload: dict[str, Any], deadline: float) -> Reply:
         """One request, holding a slot exactly while it is outstanding, bounded in wall-clock time."""
         assert self._http is not None
         async with self._slots:
@@ -250,7 +258,8 @@ class OpenAIJudge:
                 raise TimeoutError("the question's deadline passed before this attempt")
             # httpx's timeout bounds each socket operation; this bounds the whole attempt.
             async with asyncio.timeout(budget_s):
-                return await self._http.post("chat/completions", json=payload, timeout=budget_s)
+                request = self._http.build_request("POST", "chat/completions", json=payload, timeout=budget_s)
+                return await read_reply(self._http, request, self.max_response_bytes)
 
 
 def _ready(url: str) -> asyncio.Task[str | JudgeFailure]:
@@ -295,15 +304,60 @@ def first_token_logprobs(body: Any) -> dict[str, float]:
 
 def _token_logprob(token: Any, logprob: Any, path: str) -> tuple[str, float]:
     if not isinstance(token, str) or isinstance(logprob, bool) or not isinstance(logprob, int | float):
-        raise JudgeFailure(f"upstream answer's {path} has a token {token!r} with logprob {logprob!r}")
-    if math.isnan(logprob):
-        raise JudgeFailure(f"upstream answer's {path} has a NaN logprob for {token!r}")
-    return token, float(logprob)
-
-
-def _parse_json(response: httpx.Response) -> Any:
+        raise JudgeFailure(f"upstream answer's {path} has a token {_snippet(token)} with logprob {_snippet(logprob)}")
     try:
-        return json.loads(response.content)
+        value = float(logprob)  # a 400-digit integer overflows
+    except OverflowError:
+        raise JudgeFailure(f"upstream answer's {path} has an out-of-range logprob for {_snippet(token)}") from None
+    if math.isnan(value):
+        raise JudgeFailure(f"upstream answer's {path} has a NaN logprob for {_snippet(token)}")
+    return token, value
+
+
+def _snippet(value: Any) -> str:
+    """A bounded repr of something the upstream sent (a 400-digit integer has no business in a log)."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"<an integer of {value.bit_length()} bits>"
+    return repr(value)[:_SNIPPET_CHARS]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An upstream answer read in full: status, headers and at most `max_response_bytes` of body."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+    reason_phrase: str = ""
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+
+async def read_reply(http: httpx.AsyncClient, request: httpx.Request, max_bytes: int) -> Reply:
+    """Send `request` and read its body, decompressed, up to `max_bytes`; a larger one is a JudgeFailure."""
+    response = await http.send(request, stream=True)
+    try:
+        chunks, size = [], 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > max_bytes:
+                raise JudgeFailure(f"upstream answer is larger than {max_bytes} bytes (not retried)")
+            chunks.append(chunk)
+    finally:
+        await response.aclose()
+    return Reply(response.status_code, response.headers, b"".join(chunks), response.reason_phrase)
+
+
+def _parse_json(response: Reply) -> Any:
+    try:
+        # pydantic-core bounds nesting depth (a deeply nested body is a ValueError, not a RecursionError).
+        return pydantic_core.from_json(response.content)
     except ValueError:
         snippet = response.text[:_SNIPPET_CHARS]
         raise JudgeFailure(
@@ -311,10 +365,10 @@ def _parse_json(response: httpx.Response) -> Any:
         ) from None
 
 
-def _error_text(response: httpx.Response) -> str:
+def _error_text(response: Reply) -> str:
     """The message of an OpenAI ({"error": {"message"}}) or vLLM ({"message"}) error body, or a snippet."""
     try:
-        body = response.json()
+        body = pydantic_core.from_json(response.content)
         message = body["error"]["message"] if isinstance(body.get("error"), dict) else body["message"]
         return str(message)[:_SNIPPET_CHARS]
     except (ValueError, KeyError, TypeError, AttributeError):

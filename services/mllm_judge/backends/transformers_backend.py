@@ -2,7 +2,7 @@
 
 Per question the model sees one user turn (the question's images in order, then its prompt) and the
 generation prompt; the answer is the softmax over the logits of the question's choice tokens at the
-position where the first answer token would be generated (METHOD.md section 3). Nothing is sampled.
+position where the first answer token would be generated (docs/method.md section 3). Nothing is sampled.
 
 Questions from concurrent requests are coalesced by a `MicroBatcher` into one padded forward on a
 single worker thread. Padding is on the LEFT so that the last position (index -1) is the generation

@@ -67,7 +67,7 @@ async def test_identical_questions_are_answered_from_the_cache(pics: Pictures) -
 
 async def test_no_cache_when_disabled(pics: Pictures) -> None:
     backend = Counting(SimilarityJudge())
-    async with in_process(with_backend(backend, cache_entries=0)) as client:
+    async with in_process(with_backend(backend, cache_mb=0)) as client:
         for _ in range(2):
             assert (await client.post(JUDGE_SCORE_PATH, json=score_body(pics))).status_code == 200
     assert backend.calls == 2 and len(backend.questions) == 8

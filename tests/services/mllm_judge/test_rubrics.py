@@ -1,4 +1,4 @@
-"""The judge's prompts: `edit` is METHOD.md section 3's prompt verbatim, instructions go in as plain
+"""The judge's prompts: `edit` is docs/method.md section 3's prompt verbatim, instructions go in as plain
 text, versions follow the text, and each rubric admits the right answer tokens."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from services.mllm_judge.rubrics import COHERENCE, COMPARE, EDIT, FIDELITY, PRES
 
 ALL = (EDIT, FIDELITY, PRESERVATION, COHERENCE, COMPARE)
 
-# METHOD.md section 3, with its first sentence (wrapped there for width) on one line.
+# docs/method.md section 3, with its first sentence (wrapped there for width) on one line.
 EDIT_PROMPT = """\
 Here are two images: the original and the edited version. Please evaluate the edited image based on the following editing instruction.
 Instruction: Make the man raise his left arm

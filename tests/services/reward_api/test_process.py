@@ -161,3 +161,21 @@ async def test_sigterm_drains_in_flight_work_and_exits_cleanly(motion: dict[str,
     assert refused in ("503", "refused")
     assert exited - signalled < 5, f"exit took {exited - signalled:.1f} s after SIGTERM"
     assert "Application shutdown complete" in log
+
+
+async def test_work_cut_at_the_shutdown_deadline_answers_a_retryable_503() -> None:
+    """Defect 8: past the graceful timeout uvicorn answered in-flight requests a plain-text 500 that no
+    client retries. Now they get problem+json 503 with Retry-After (a rollout worker retries elsewhere)."""
+    request = slow_request()
+    env = {**ENV, "REWARD_API_GRACEFUL_TIMEOUT_S": "0.2"}
+    with as_process("services.reward_api", env=env, port_variable="REWARD_API_PORT") as (base_url, process):
+        async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
+            in_flight = asyncio.create_task(http.post(MOTION_SCORE_PATH, json=request.model_dump()))
+            await wait_for_batch_in_progress(http)
+            process.send_signal(signal.SIGTERM)
+            response = await asyncio.wait_for(in_flight, 30)
+        code = process.wait(timeout=30)
+    assert_problem(response, 503)
+    assert response.headers["retry-after"] == "1"
+    assert ServiceError(503, None, response.text).retryable
+    assert code == 0
