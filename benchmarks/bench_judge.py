@@ -1,6 +1,6 @@
 """`make bench-judge`: judged edits per second through the judge service against a loopback upstream.
 
-The upstream is the fake OpenAI-compatible server (tests/fakes/chat_completions.py) in its own
+The upstream is the fake OpenAI-compatible server (benchmarks/fake_upstream.py) in its own
 process: every answer takes a fixed 50 ms and at most 16 requests run at once (like a vLLM server's
 max-num-seqs), so no judge can exceed 16 / 0.05 s = 320 judged edits per second. The judge service
 (openai backend, its own process) is driven by 1, 8 and 32 concurrent JudgeClient callers, each
@@ -15,42 +15,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.fake_upstream import UPSTREAM
 from benchmarks.report import machine_description, markdown_table, write_section
 from motionnft.contracts.client import JudgeClient
 from motionnft.contracts.images import encode_image
 from motionnft.contracts.judge import JudgeGroup, JudgeScoreRequest
 from motionnft.progress import StepProgress
+from motionnft.stack import MLLM_JUDGE, LocalStack
 
 EDITS_PER_REQUEST = 8
 LATENCY_S = 0.05
 UPSTREAM_SLOTS = 16
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def _process(args: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen([sys.executable, *args], env={**os.environ, **(env or {})})
-    try:
-        yield process
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
 
 
 def make_requests(count: int, size: int = 64, seed: int = 0) -> list[JudgeScoreRequest]:
@@ -103,20 +85,17 @@ def measure(
 
     `progress` advances once per level, with that level's judged edits per second.
     """
-    port = _free_port()
-    env = {
-        "MLLM_JUDGE_BACKEND": "openai", "MLLM_JUDGE_PORT": str(port), "MLLM_JUDGE_LOG_LEVEL": "warning",
+    judge = MLLM_JUDGE.with_env({
+        "MLLM_JUDGE_BACKEND": "openai", "MLLM_JUDGE_LOG_LEVEL": "warning",
         "MLLM_JUDGE_OPENAI_BASE_URL": upstream_url, "MLLM_JUDGE_OPENAI_MODEL": "fake/judge-vl",
         "MLLM_JUDGE_OPENAI_MAX_CONCURRENCY": str(concurrency), "MLLM_JUDGE_CACHE_MB": "0",
-    }  # fmt: skip
+    })  # fmt: skip
     results = {}
-    with _process(["-m", "services.mllm_judge"], env):
+    with LocalStack([judge], stop_timeout_s=60) as stack:
         for clients in levels:
             progress.stage(f"{concurrency} in flight, {clients} clients")
             count = 1 + max(8, 4 * clients) if concurrency > 1 else 1 + max(2, clients)
-            results[clients] = asyncio.run(
-                drive(f"http://127.0.0.1:{port}", make_requests(count, seed=clients), clients)
-            )
+            results[clients] = asyncio.run(drive(stack.url(judge.name), make_requests(count, seed=clients), clients))
             seconds, latencies = results[clients]
             progress.advance({"edits_per_s": EDITS_PER_REQUEST * len(latencies) / seconds})
     return results
@@ -128,9 +107,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     args = parser.parse_args()
     limit = UPSTREAM_SLOTS / LATENCY_S
-    upstream_port = _free_port()
-    upstream_args = ["-m", "tests.fakes.chat_completions", "--port", str(upstream_port),
-                     "--latency-s", str(LATENCY_S), "--max-concurrency", str(UPSTREAM_SLOTS)]  # fmt: skip
+    upstream = replace(UPSTREAM, args=("--latency-s", str(LATENCY_S), "--max-concurrency", str(UPSTREAM_SLOTS)))
     rows = []
     modes = (
         ("this service, 24 in flight (default)", 24),
@@ -138,8 +115,8 @@ def main() -> None:
         ("one pair at a time (reference)", 1),
     )
     progress = StepProgress("bench-judge", total=len(modes) * len(args.clients))
-    with _process(upstream_args), progress:
-        url = f"http://127.0.0.1:{upstream_port}/v1"
+    with LocalStack([upstream]) as stack, progress:
+        url = stack.url(upstream.name) + "/v1"
         for label, concurrency in modes:
             for clients, (seconds, latencies) in measure(url, concurrency, args.clients, progress).items():
                 rate = EDITS_PER_REQUEST * len(latencies) / seconds

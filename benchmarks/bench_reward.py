@@ -15,7 +15,6 @@ import base64
 import multiprocessing
 import os
 import resource
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import numpy as np
 from benchmarks.report import machine_description, markdown_table, write_section
 from benchmarks.workload import EncodedGroup, make_groups
 from motionnft.progress import StepProgress
+from motionnft.stack import REWARD_API, LocalStack
 
 MODES = ("a", "b", "c")  # reference loop, MotionScorer, service over HTTP (module docstring)
 
@@ -136,22 +136,11 @@ def run_scorer(setup: Setup, groups: list[EncodedGroup]) -> Result:
 
 def run_service(setup: Setup, groups: list[EncodedGroup], clients: int = 4) -> Result:
     """(c): the reward API as its own process, `clients` concurrent RewardClient callers."""
-    port = _free_port()
-    env = {**os.environ, **setup.service_env(), "REWARD_API_PORT": str(port)}
-    process = subprocess.Popen([sys.executable, "-m", "services.reward_api"], env=env)
-    try:
-        result = asyncio.run(_drive(f"http://127.0.0.1:{port}", groups, clients))
-        peak = _vm_hwm_mb(process.pid)
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
+    service = REWARD_API.with_env(setup.service_env())
+    with LocalStack([service], ready_timeout_s=120, stop_timeout_s=60) as stack:
+        result = asyncio.run(_drive(stack.url(service.name), groups, clients))
+        peak = _vm_hwm_mb(stack.process(service.name).pid)
     return Result(result.seconds, result.latencies, peak, result.edits)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _drive(url: str, groups: list[EncodedGroup], clients: int) -> Result:

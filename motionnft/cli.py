@@ -1,4 +1,8 @@
-"""The `motionnft` command: score edits locally, draw their flows, run the services.
+"""The library's commands: score edits locally and draw their flows (`score`), make and check datasets (`data`).
+
+The `motionnft` script runs the top-level entry package ``cli`` (``cli.main``), which mounts this app
+and adds the commands that need the rooms above the library (`serve`, `train`, `pretrain-tiny`, `plot`),
+which this module must not import. ``python -m motionnft.cli`` runs the library's commands alone.
 
 Errors are one plain line on stderr, ``error: <what and where>`` (see ``motionnft.cli_errors``), the
 same at any terminal width, from the ``motionnft`` script and from ``python -m motionnft.cli`` alike.
@@ -8,7 +12,6 @@ Tracebacks of real bugs are Python's own, not Rich panels, so they survive being
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -20,13 +23,11 @@ from motionnft.data.cli import data_app
 from motionnft.data.records import MAX_IMAGE_FILE_BYTES, FileReadError, read_file_bounded
 
 app = typer.Typer(
-    help="MotionNFT: motion-aware reward and RL post-training for image editing.",
+    help="MotionNFT's library commands: score edits, make and check datasets (`motionnft` has every command).",
     no_args_is_help=True,
     cls=PlainErrorsGroup,
     pretty_exceptions_enable=False,
 )
-serve_app = typer.Typer(help="Run a MotionNFT service.", no_args_is_help=True)
-app.add_typer(serve_app, name="serve")
 app.add_typer(data_app, name="data")
 
 ImagePath = Annotated[Path, typer.Option(exists=True, dir_okay=False, readable=True)]
@@ -79,73 +80,6 @@ def score(
         save_flow_picture(flow_image, flows, [p.name for p in edit])
         report["flow_image"] = str(flow_image)
     typer.echo(json.dumps(report, indent=2))
-
-
-@serve_app.command("reward")
-def serve_reward(
-    host: Annotated[str | None, typer.Option(help="Bind address (default REWARD_API_HOST or 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default REWARD_API_PORT or 8001).")] = None,
-) -> None:
-    """Run the motion reward API (settings from REWARD_API_* variables)."""
-    if host is not None:
-        os.environ["REWARD_API_HOST"] = host
-    if port is not None:
-        os.environ["REWARD_API_PORT"] = str(port)
-    from services.reward_api.__main__ import main
-
-    main()
-
-
-@app.command()
-def train(
-    config: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="A YAML preset under configs/.")],
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a setting: a.b=value (repeatable).")] = None,
-    no_resume: Annotated[bool, typer.Option(help="Ignore checkpoints in the run directory.")] = False,
-) -> None:
-    """Run (or resume) MotionNFT training; same as `python -m trainer`."""
-    from trainer.__main__ import main as train_main
-
-    train_main(
-        [
-            "--config",
-            str(config),
-            *[a for s in set_ or [] for a in ("--set", s)],
-            *(["--no-resume"] if no_resume else []),
-        ]
-    )
-
-
-@app.command("pretrain-tiny")
-def pretrain_tiny(
-    out: Annotated[Path, typer.Option(help="Where to write the diffusers directory.")] = Path(
-        "checkpoints/tiny-kontext"
-    ),
-    pairs: Annotated[int, typer.Option(help="Synthetic pairs to learn from.")] = 1200,
-    data_seed: Annotated[
-        int, typer.Option(help="Seed of the synthetic pairs (the demo uses 0: keep them apart).")
-    ] = 1000,
-    vae_steps: Annotated[int, typer.Option(help="Autoencoder steps.")] = 1500,
-    steps: Annotated[int, typer.Option(help="Flow-matching steps.")] = 3000,
-    batch_size: int = 16,
-    lr: float = 1e-3,
-    seed: int = 0,
-    size: int = 64,
-) -> None:
-    """Pre-train the embedded tiny FLUX.1 Kontext policy on synthetic motion edits (supervised flow matching)."""
-    from motionnft.data.synth import generate
-    from workers.pretrain import pretrain_tiny as run
-
-    path = run(generate(pairs, data_seed, size), out, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-               size=size, vae_steps=vae_steps)  # fmt: skip
-    typer.echo((path / "pretrain.json").read_text())
-
-
-@app.command()
-def plot(run_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False)]) -> None:
-    """Draw a run's training curves to RUN_DIR/curves.png."""
-    from trainer.plots import plot_run
-
-    typer.echo(str(plot_run(run_dir)))
 
 
 if __name__ == "__main__":

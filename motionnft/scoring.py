@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from motionnft.caching import LRUCache
 from motionnft.contracts.images import DecodedImage
 from motionnft.flow import FlowEstimator
-from motionnft.motion import MotionReward, MotionRewardParams, motion_alignment
+from motionnft.motion import MASParams, MotionReward, MotionRewardParams, motion_alignment, motion_alignment_score
 
 Size = tuple[int, int]  # (H, W) pixels
 CacheKey = tuple[str, str, int, int]  # (source digest, target digest, H, W)
@@ -53,11 +53,13 @@ class ScoringGroup:
 
 @dataclass(frozen=True)
 class EditReward:
-    """The reward of one edit: six-level `reward`, `reward_continuous` in [0, 1], and the terms."""
+    """One edit: six-level `reward`, `reward_continuous` in [0, 1], the terms, and MotionEdit-Bench's
+    Motion Alignment Score `mas` in [0, 100] from the very same flows."""
 
     reward: float
     reward_continuous: float
     terms: dict[str, float]
+    mas: float
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ class MotionScorer:
         estimator: FlowEstimator,
         params: MotionRewardParams = MotionRewardParams(),
         *,
+        mas_params: MASParams = MASParams(),
         cache_bytes: int = 256 * 2**20,
         max_side: int = DEFAULT_MAX_SIDE,
         batch_size: int = 16,
@@ -116,6 +119,7 @@ class MotionScorer:
     ) -> None:
         self.estimator = estimator
         self.params = params
+        self.mas_params = mas_params
         self.cache = TargetFlowCache(cache_bytes, target_flow_bytes)
         self.max_side = max_side
         self.batch_size = batch_size
@@ -133,13 +137,12 @@ class MotionScorer:
         out: list[EditReward | None] = [None] * len(flows.edits)
         for (height, width), indices in by_size.items():
             for chunk in _chunks(indices, self._reward_chunk(height * width)):
-                result = motion_alignment(
-                    torch.stack([flows.edits[k] for k in chunk]),
-                    torch.stack([flows.target[k] for k in chunk]),
-                    self.params,
-                )
+                edits = torch.stack([flows.edits[k] for k in chunk])
+                targets = torch.stack([flows.target[k] for k in chunk])
+                result = motion_alignment(edits, targets, self.params)
+                mas = motion_alignment_score(edits, targets, self.mas_params)
                 for row, k in enumerate(chunk):
-                    out[k] = _edit_reward(result, row, self.params.levels)
+                    out[k] = _edit_reward(result, row, self.params.levels, float(mas[row]))
         return [r for r in out if r is not None]
 
     def _reward_chunk(self, pixels: int) -> int:
@@ -216,11 +219,12 @@ def _chunks(items: list[int], size: int) -> list[list[int]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _edit_reward(result: MotionReward, row: int, levels: int) -> EditReward:
+def _edit_reward(result: MotionReward, row: int, levels: int, mas: float) -> EditReward:
     # The six-level reward is k / (levels - 1) exactly: rebuild it in float64 so 0.8 is 0.8 on the wire.
     steps = levels - 1
     return EditReward(
         reward=round(float(result.reward[row]) * steps) / steps,
         reward_continuous=float(result.reward_continuous[row]),
         terms=result.terms(row),
+        mas=mas,
     )

@@ -19,11 +19,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from motionnft.data.records import read_file_bounded
-from workers.policies.base import FLUX_LORA_TARGETS
+from workers.policies.factory import PolicySpec
+from workers.rollout import RewardEndpoints
 
 MAX_CONFIG_BYTES = 2**20  # a preset is a few KB
-
-DEFAULT_TARGETS = FLUX_LORA_TARGETS  # docs/method.md 5, defined once with the policies
 
 
 class ConfigError(ValueError):
@@ -103,36 +102,15 @@ class DataConfig(_Frozen):
     samples_per_prompt: int = Field(default=8, ge=2, description="K, the group size.")
 
 
-class LoraConfig(_Frozen):
-    rank: int = Field(default=32, gt=0)
-    alpha: float = Field(default=64.0, gt=0)
-    targets: tuple[str, ...] = Field(default=DEFAULT_TARGETS, min_length=1)
-    init: Literal["gaussian", "zeros"] = "gaussian"
+class RewardConfig(RewardEndpoints):
+    """The rollout actors' endpoints (their own section's fields) plus how the trainer mixes rewards."""
 
+    model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
 
-class PolicyConfig(_Frozen):
-    """The editing model and its sampler; ``pretrained`` is a path / hub id, or "tiny" (random, built in code)."""
-
-    family: Literal["flux_kontext", "qwen_image_edit"] = "flux_kontext"
-    pretrained: str = "tiny"
-    lora: LoraConfig = LoraConfig()
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    device: str = "cpu"
-    sampling_steps: int = Field(default=6, gt=1)
-    guidance: float | None = Field(default=2.5, ge=0, description="FLUX.1 Kontext guidance; None = no guidance.")
-    solver: Literal["heun", "euler"] = "heun"
-
-
-class RewardConfig(_Frozen):
-    reward_url: str = "http://127.0.0.1:8001"
-    judge_url: str = "http://127.0.0.1:8002"
     weights: dict[str, float] = Field(default_factory=lambda: {"motion": 0.5, "judge": 0.5})
-    timeout_s: float = Field(default=60.0, gt=0)
-    max_attempts: int = Field(default=3, gt=0)
     max_drop_fraction: float = Field(
         default=0.25, ge=0, le=1, description="Training stops when more than this share of an epoch's groups drop."
     )
-    judge_rubric: str = "edit"
     # The motion component the advantages use: the six-level reward (docs/method.md 2, the reference) or
     # its continuous value, for small images where nearly every edit lands in the same level.
     motion_signal: Literal["six_level", "continuous"] = "six_level"
@@ -183,7 +161,7 @@ class RayConfig(_Frozen):
 class TrainConfig(_Frozen):
     run: RunConfig = RunConfig()
     data: DataConfig = DataConfig()
-    policy: PolicyConfig = PolicyConfig()
+    policy: PolicySpec = PolicySpec()  # validated by the policies' own model: one definition
     reward: RewardConfig = RewardConfig()
     optim: OptimConfig = OptimConfig()
     nft: NFTConfig = NFTConfig()

@@ -16,49 +16,25 @@ import json
 import logging
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from motionnft.bench.statistics import paired_bootstrap_ci
 from motionnft.data.synth import generate, split, write_dataset
 from motionnft.progress import StepProgress
+from motionnft.stack import MLLM_JUDGE, REWARD_API, LocalStack, free_port
 from trainer.config import TrainConfig, load_config
+from trainer.grid import save_grid
 from trainer.loop import train, wait_for_services
 from trainer.metrics import MetricsLog
-from trainer.pictures import save_grid
 from trainer.plots import plot_run
 
 log = logging.getLogger("motionnft.demo")
 METRICS = ("motion_reward", "mas", "judge")
 # The demo's steps; the before and after evaluations are the epoch bar's first and last "evaluate".
 STAGES = ("data", "services", "train", "summary", "pictures")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def service(module: str, env: dict[str, str], log_path: Path) -> Iterator[None]:
-    """A service process that is terminated (then killed) however the block ends."""
-    with log_path.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-m", module], env={**os.environ, **env}, stdout=out, stderr=out)
-        try:
-            yield
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -105,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         progress.stage("data")
         train_path, eval_path = make_data(run_dir / "data", args.pairs, 0, 0.2)
         progress.advance({"pairs": args.pairs})
-        reward_port, judge_port = _free_port(), _free_port()
+        reward_port, judge_port = free_port(), free_port()
         overrides = [f"run.out_dir={run_dir}", f"data.train_path={train_path}", f"data.eval_path={eval_path}",
                      f"reward.reward_url=http://127.0.0.1:{reward_port}",
                      f"reward.judge_url=http://127.0.0.1:{judge_port}", *args.overrides]  # fmt: skip
@@ -126,13 +102,11 @@ def run_with_services(
     config: TrainConfig, run_dir: Path, reward_port: int, judge_port: int, progress: StepProgress
 ) -> None:
     """Start both services, wait until they are ready, train; the services stop however it ends."""
-    quiet = {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    with ExitStack() as stack:
-        progress.stage("services")
-        stack.enter_context(service("services.reward_api", {**quiet, "REWARD_API_PORT": str(reward_port),
-                                    "REWARD_API_FLOW_THREADS": "1"}, run_dir / "reward_api.log"))  # fmt: skip
-        stack.enter_context(service("services.mllm_judge", {**quiet, "MLLM_JUDGE_PORT": str(judge_port)},
-                                    run_dir / "mllm_judge.log"))  # fmt: skip
+    quiet = {"OMP_NUM_THREADS": "1"}  # logs go to run_dir/reward_api.log and run_dir/mllm_judge.log
+    specs = [replace(REWARD_API, port=reward_port, env={**quiet, "REWARD_API_FLOW_THREADS": "1"}),
+             replace(MLLM_JUDGE, port=judge_port, env=quiet)]  # fmt: skip
+    progress.stage("services")
+    with LocalStack(specs, log_dir=run_dir, ready_timeout_s=120, stop_timeout_s=20):
         asyncio.run(wait_for_services(config))
         progress.advance()
         progress.stage("train")

@@ -1,7 +1,8 @@
 """Evaluation on the held-out split: one edit per pair with fixed seeds, scored three ways.
 
 - `motion_reward`: the six-level reward from the reward API (what training optimises);
-- `mas`: MotionEdit-Bench's Motion Alignment Score (0-100), from local flows (docs/method.md section 6);
+- `mas`: MotionEdit-Bench's Motion Alignment Score (0-100, docs/method.md section 6), from the reward
+  service, computed from the very flows its reward uses (so a cluster on RAFT evaluates with RAFT);
 - `judge`: the judge service's `edit` score in [0, 1].
 Per-item values are kept so before/after can be compared pair by pair (paired bootstrap).
 """
@@ -13,42 +14,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-
-from motionnft.flow import FlowEstimator
-from motionnft.motion import motion_alignment_score
-from motionnft.scoring import resize_like_reference
 
 if TYPE_CHECKING:
-    from trainer.setup import Workers
-    from workers.tasks import EditTask, RolloutGroup
+    from trainer.actors import RunActors, WeightsRef
+    from workers.tasks import EditTask
 
 EVAL_EPOCH = -1  # a fixed epoch number: every evaluation samples with the same seeds
 
 
-def mas_of(group: RolloutGroup, flows: FlowEstimator) -> float:
-    """MAS of the group's first sample: flow input->edit against flow input->target."""
-    assert group.images is not None
-    edit = group.images[0]
-    size = (int(edit.shape[0]), int(edit.shape[1]))
-    source = resize_like_reference(group.task.input_image, size)
-    target = resize_like_reference(group.task.target_image, size)
-    pair = flows.estimate(np.stack([source, source]), np.stack([edit, target]))
-    return float(motion_alignment_score(pair[:1], pair[1:])[0])
-
-
 def evaluate(
-    workers: Workers,
+    actors: RunActors,
     tasks: list[EditTask],
-    weights: dict[str, torch.Tensor],
-    flows: FlowEstimator,
+    weights: WeightsRef,
     save_to: Path | None = None,
 ) -> dict[str, Any]:
     """Sample one edit per held-out pair with `weights` as the sampling adapter; score and aggregate.
 
     With `save_to`, the inputs, targets and edits are kept there (npz of uint8 arrays) for pictures.
     """
-    groups = workers.sample_with(weights, tasks, EVAL_EPOCH)
+    groups = actors.sample_with(weights, tasks, EVAL_EPOCH)
     if save_to is not None and groups:
         np.savez_compressed(
             save_to,
@@ -63,7 +47,7 @@ def evaluate(
             "category": g.task.category or "all",
             "motion_reward": float(g.rewards.motion[0]),
             "judge": float(g.rewards.judge[0]),
-            "mas": mas_of(g, flows),
+            "mas": float(g.rewards.mas[0]),
         }
         for g in groups
     ]

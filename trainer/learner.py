@@ -12,61 +12,60 @@ Shapes: latents (K, N, C) packed; t (K,) in [0, 1]; weights (G, K) in [0, 1].
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from trainer.config import NFTConfig, OptimConfig
 from trainer.nft import NFTLossParams, interpolate, nft_loss
 from trainer.schedules import EMA, old_decay
-from workers.policies.base import Policy
-from workers.tasks import RolloutGroup
-
-
-@dataclass(frozen=True)
-class LearnerSettings:
-    lr: float = 3e-4
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 1e-4
-    eps: float = 1e-8
-    grad_clip: float = 1.0
-    grad_accum: int = 1
-    ema_decay: float = 0.9
-    old_decay_rate: float = 0.001
-    old_decay_cap: float = 0.5
-    timesteps_per_sample: int = 5
-    steps: int = 6
-    guidance: float = 2.5
-    seed: int = 0
-    nft: NFTLossParams = field(default_factory=NFTLossParams)
+from workers.policies.base import SAMPLING, TRAINABLE, Policy
+from workers.policies.factory import PolicySpec, build_policy
+from workers.tasks import TrainingGroup
 
 
 class Learner:
     """The update, usable without Ray; `learner_actor_class()` wraps it as an actor."""
 
-    def __init__(self, policy_factory: Callable[[], Policy], settings: LearnerSettings) -> None:
+    def __init__(
+        self,
+        policy: PolicySpec,
+        optim: OptimConfig,
+        nft: NFTConfig,
+        *,
+        size: int,
+        seed: int,
+        device: str | None = None,
+        policy_factory: Callable[[], Policy] | None = None,
+    ) -> None:
+        """The run's own config sections, validated once when the config was loaded; the policy is
+        built here from `policy` (or by `policy_factory`, for tests), on `device` (default: the spec's)."""
         torch.set_num_threads(1)
-        self.policy = policy_factory()
-        self.settings = settings
+        self.policy = policy_factory() if policy_factory else build_policy(policy, size=size, device=device)
+        self.spec, self.optim = policy, optim
+        self.nft = NFTLossParams(form=nft.form, beta=nft.beta, kl_weight=nft.kl_weight, loss_scale=nft.loss_scale,
+                                 adaptive_eps=nft.adaptive_eps)  # fmt: skip
+        self.guidance = policy.guidance or 0.0
         self.parameters = [p for p in self.policy.trainable_parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
-            self.parameters, lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay, eps=settings.eps
+            self.parameters, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay, eps=optim.eps
         )
-        self.ema = EMA(settings.ema_decay)  # kept on the policy's device: no host copy per step
-        self.ema.update(self.policy.adapter_parameters("default"))
-        self.generator = torch.Generator().manual_seed(settings.seed)
+        self.ema = EMA(optim.ema)  # kept on the policy's device: no host copy per step
+        self.ema.update(self.policy.adapter_parameters(TRAINABLE))
+        self.generator = torch.Generator().manual_seed(seed)
         self.step = 0  # optimizer steps taken
         self.version = 0  # sampling-weights version handed to the actors
 
     def sampling_weights(self) -> tuple[int, dict[str, torch.Tensor]]:
-        return self.version, self.policy.adapter_state("old")
+        return self.version, self.policy.adapter_state(SAMPLING)
 
-    def train_epoch(self, groups: list[RolloutGroup], weights: torch.Tensor, valid: torch.Tensor) -> dict[str, float]:
+    def train_epoch(self, groups: list[TrainingGroup], weights: torch.Tensor, valid: torch.Tensor) -> dict[str, float]:
         """One pass of the NFT update over `groups`; `weights` (G, K) optimality weights, `valid` (G,)."""
-        s = self.settings
-        timesteps = self.policy.timesteps(s.steps)
+        s = self.optim
+        timesteps = self.policy.timesteps(self.spec.sampling_steps)
         order = torch.randperm(len(timesteps), generator=self.generator)[: s.timesteps_per_sample].tolist()
         totals: dict[str, float] = defaultdict(float)
         micro = 0
@@ -84,21 +83,21 @@ class Learner:
         means = {k: v / (steps if k == "grad_norm" else max(1, micro)) for k, v in totals.items()}
         return {**means, "optimizer_steps": float(self.step)}
 
-    def _micro_step(self, group: RolloutGroup, t: float, weight: torch.Tensor, valid: bool) -> dict[str, float]:
-        s = self.settings
+    def _micro_step(self, group: TrainingGroup, t: float, weight: torch.Tensor, valid: bool) -> dict[str, float]:
         x0 = group.latents
         k = x0.shape[0]
         conditions = group.conditions.repeat(k)
         noise = torch.randn(x0.shape, generator=self.generator)
         times = torch.full((k,), t)
         x_t = interpolate(x0, noise, times)
-        v_theta = self.policy.velocity(x_t, times, conditions, adapter="default", guidance=s.guidance)
+        g = self.guidance
+        v_theta = self.policy.velocity(x_t, times, conditions, adapter=TRAINABLE, guidance=g)
         with torch.no_grad():
-            v_old = self.policy.velocity(x_t, times, conditions, adapter="old", guidance=s.guidance)
-            v_ref = self.policy.velocity(x_t, times, conditions, adapter=None, guidance=s.guidance)
+            v_old = self.policy.velocity(x_t, times, conditions, adapter=SAMPLING, guidance=g)
+            v_ref = self.policy.velocity(x_t, times, conditions, adapter=None, guidance=g)
         valid_mask = torch.full((k,), valid, dtype=torch.bool)
-        result = nft_loss(v_theta, v_old, v_ref, x0, noise, times, weight.float(), valid_mask, s.nft)
-        (result.loss / s.grad_accum).backward()
+        result = nft_loss(v_theta, v_old, v_ref, x0, noise, times, weight.float(), valid_mask, self.nft)
+        (result.loss / self.optim.grad_accum).backward()
         return {
             "loss": float(result.loss.detach()),
             "positive": float(result.positive),
@@ -108,17 +107,17 @@ class Learner:
         }
 
     def _optimizer_step(self) -> float:
-        norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.settings.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.optim.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        self.ema.update(self.policy.adapter_parameters("default"))
+        self.ema.update(self.policy.adapter_parameters(TRAINABLE))
         return float(norm)
 
     def end_epoch(self) -> tuple[int, dict[str, torch.Tensor]]:
         """old <- decay * old + (1 - decay) * default; returns the new sampling weights and their version."""
-        decay = old_decay(self.step, self.settings.old_decay_rate, self.settings.old_decay_cap)
-        self.policy.blend_adapter("old", "default", decay)
+        decay = old_decay(self.step, self.optim.old_decay_rate, self.optim.old_decay_cap)
+        self.policy.blend_adapter(SAMPLING, TRAINABLE, decay)
         self.version += 1
         return self.sampling_weights()
 
@@ -126,21 +125,26 @@ class Learner:
         """CPU copies of the EMA of `default`: the weights evaluation samples with."""
         return {name: value.detach().to("cpu", copy=True) for name, value in self.ema.shadow.items()}
 
+    def ema_sampling(self) -> tuple[int, dict[str, torch.Tensor]]:
+        """The EMA weights as a sampling adapter (version -1: not a training version)."""
+        return -1, self.ema_weights()
+
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs to continue bit-exactly."""
         return {
-            "default": self.policy.adapter_state("default"),
-            "old": self.policy.adapter_state("old"),
+            TRAINABLE: self.policy.adapter_state(TRAINABLE),
+            SAMPLING: self.policy.adapter_state(SAMPLING),
             "ema": {**self.ema.state_dict(), "shadow": self.ema_weights()},
-            "optimizer": self.optimizer.state_dict(),
+            # A copy: the optimizer's own dict holds its live moment tensors, which the next step changes.
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
             "generator": self.generator.get_state(),
             "step": self.step,
             "version": self.version,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.policy.load_adapter_state("default", state["default"])
-        self.policy.load_adapter_state("old", state["old"])
+        self.policy.load_adapter_state(TRAINABLE, state[TRAINABLE])
+        self.policy.load_adapter_state(SAMPLING, state[SAMPLING])
         device = self.parameters[0].device  # checkpoints load on the CPU; the EMA lives beside the weights
         self.ema.load_state_dict(
             {**state["ema"], "shadow": {k: v.to(device) for k, v in state["ema"]["shadow"].items()}}
@@ -148,10 +152,3 @@ class Learner:
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.step, self.version = int(state["step"]), int(state["version"])
-
-
-def learner_actor_class(num_gpus: float = 0.0):
-    """`Learner` as a Ray actor on a GPU when `num_gpus` > 0 (imported lazily)."""
-    import ray
-
-    return ray.remote(num_cpus=1, num_gpus=num_gpus)(Learner)

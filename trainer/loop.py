@@ -1,8 +1,8 @@
 """The single controller: one MotionNFT run, read top to bottom as named, timed stages.
 
-sample (Ray rollout actors; rewards over HTTP) -> advantages -> update (learner actor) -> sync (one
-ray.put of the new sampling weights for every actor) -> evaluate -> checkpoint. Metrics go to
-`<run_dir>/metrics.jsonl`, one line per epoch; checkpoints resume the run exactly.
+sample (Ray rollout actors; rewards over HTTP) -> advantages -> update (learner actor) -> sync (the
+learner's new sampling weights to every actor, by object reference) -> evaluate -> checkpoint.
+Metrics go to `<run_dir>/metrics.jsonl`, one line per epoch; checkpoints resume the run exactly.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from typing import Any
 import torch
 
 from motionnft.contracts.client import JudgeClient, RewardClient
-from motionnft.flow import build_flow_estimator
 from motionnft.progress import Metric, StepProgress
+from trainer.actors import RunActors, start_actors
 from trainer.advantages import BanList, combine_rewards, group_advantages, saturated
 from trainer.checkpoints import TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
 from trainer.config import TrainConfig, to_yaml
+from trainer.data import load_tasks
 from trainer.evaluation import evaluate
 from trainer.metrics import MetricsLog, StageTimer
-from trainer.setup import Workers, load_tasks, start_workers
 from workers.tasks import EditTask, RolloutBatch, RolloutGroup
 
 log = logging.getLogger(__name__)
@@ -42,40 +42,39 @@ def train(config: TrainConfig, *, resume: bool = True) -> Path:
     (run_dir / "config.yaml").write_text(to_yaml(config))
     train_tasks, eval_tasks = load_tasks(config)
     asyncio.run(wait_for_services(config))
-    workers = start_workers(config)
+    actors = start_actors(config)
     try:
-        return _run(config, run_dir, workers, train_tasks, eval_tasks, resume)
+        return _run(config, run_dir, actors, train_tasks, eval_tasks, resume)
     finally:
-        workers.close()
+        actors.close()
 
 
 def _run(
     config: TrainConfig,
     run_dir: Path,
-    workers: Workers,
+    actors: RunActors,
     train_tasks: list[EditTask],
     eval_tasks: list[EditTask],
     resume: bool,
 ) -> Path:
-    restored = _restore(run_dir, workers) if resume else None
+    restored = _restore(run_dir, actors) if resume else None
     state = restored or TrainerState()
     bans = BanList(state.banned)
     metrics = MetricsLog(run_dir / "metrics.jsonl")
     metrics.keep_until(state.epoch if restored else -1)  # a fresh run starts a fresh file
-    flows = build_flow_estimator("dis")  # MAS of the evaluations (local, like the bench)
     order = torch.randperm(len(train_tasks), generator=torch.Generator().manual_seed(config.run.seed)).tolist()
     # A bar on a terminal; in logs one line per epoch (the whole record is in metrics.jsonl).
     with StepProgress("epoch", total=config.run.epochs, completed=state.epoch, logger=log) as progress:
         if state.epoch == 0:
             progress.stage("evaluate")
-            before = evaluate(workers, eval_tasks, workers.ema_weights(), flows, run_dir / "eval-00000.npz")
+            before = evaluate(actors, eval_tasks, actors.ema_weights(), run_dir / "eval-00000.npz")
             metrics.write({"epoch": 0, "eval": before})
         for epoch in range(state.epoch, config.run.epochs):
             timer = StageTimer()
             stage = partial(_stage, timer, progress)
             with stage("sample"):
                 tasks = _next_tasks(train_tasks, order, state, bans, config.data.prompts_per_epoch)
-                batches = workers.rollout(tasks, epoch)
+                batches = actors.rollout(tasks, epoch)
             groups = [g for b in batches for g in b.groups]
             dropped = [d for b in batches for d in b.dropped]
             _check_drops(len(dropped), len(tasks), config.reward.max_drop_fraction)
@@ -84,18 +83,18 @@ def _run(
                 with stage("advantages"):
                     weights, valid, reward_metrics = _advantages(groups, bans, config)
                 with stage("update"):
-                    record |= reward_metrics | workers.train_epoch(groups, weights, valid)
+                    record |= reward_metrics | actors.train_epoch(groups, weights, valid)
                 with stage("sync"):
-                    workers.sync()
+                    actors.sync()
             if (epoch + 1) % config.run.eval_every == 0 or epoch + 1 == config.run.epochs:
                 with stage("evaluate"):
                     saved = run_dir / f"eval-{epoch + 1:05d}.npz"
-                    record["eval"] = evaluate(workers, eval_tasks, workers.ema_weights(), flows, saved)
+                    record["eval"] = evaluate(actors, eval_tasks, actors.ema_weights(), saved)
             state.epoch, state.banned = epoch + 1, bans.to_list()
             state.dropped_total += len(dropped)
             if config.run.checkpoint_every and (epoch + 1) % config.run.checkpoint_every == 0:
                 with stage("checkpoint"):
-                    save_checkpoint(run_dir, state, workers.learner_state(), to_yaml(config))
+                    save_checkpoint(run_dir, state, actors.learner_state(), to_yaml(config))
             record |= {"dropped": len(dropped), "dropped_total": state.dropped_total, "banned": len(state.banned),
                        "stage_s": timer.seconds, **_rollout_times(batches)}  # fmt: skip
             metrics.write(record)
@@ -110,12 +109,12 @@ async def wait_for_services(config: TrainConfig) -> None:
         await asyncio.gather(reward.wait_ready(timeout_s=120), judge.wait_ready(timeout_s=120))
 
 
-def _restore(run_dir: Path, workers: Workers) -> TrainerState | None:
+def _restore(run_dir: Path, actors: RunActors) -> TrainerState | None:
     path = latest_checkpoint(run_dir)
     if path is None:
         return None
     state, learner, _ = load_checkpoint(path)
-    workers.load_learner_state(learner)
+    actors.load_learner_state(learner)
     log.info("resumed %s at epoch %d", path, state.epoch)
     return state
 

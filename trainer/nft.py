@@ -113,48 +113,113 @@ def nft_loss(
     """
     params = params or NFTLossParams()
     _check_inputs(v_theta, v_old, v_ref, x0, noise, t, weight, valid)
-    dtype = torch.promote_types(v_theta.dtype, torch.float32)
-    batch = v_theta.shape[0]
-    # Selecting the valid rows (rather than masking) keeps NaNs of invalid rows out of the gradient;
-    # with no valid row the sums below are over empty tensors: an exact 0 still on v_theta's graph.
-    v_theta_v = v_theta[valid].to(dtype)
-    v_old_v = v_old[valid].detach().to(dtype)
-    x0_v = x0[valid].to(dtype)
-    noise_v = noise[valid].to(dtype)
-    t_v = t[valid].to(dtype)
-    w_v = weight[valid].to(dtype)
-    n_valid = v_theta_v.shape[0]
-
-    beta = params.beta
-    v_pos = beta * v_theta_v + (1 - beta) * v_old_v
-    v_neg = (1 + beta) * v_old_v - beta * v_theta_v
+    rows = _ValidRows.select(v_theta, v_old, v_ref, x0, noise, t, weight, valid)
+    v_pos, v_neg = _implicit_velocities(rows.v_theta, rows.v_old, params.beta)
     if params.form == "paper":
-        target = noise_v - x0_v
-        l_pos = _item_mean((v_pos - target) ** 2)
-        l_neg = _item_mean((v_neg - target) ** 2)
-        policy = _mean(w_v * l_pos + (1 - w_v) * l_neg, n_valid)
+        l_pos, l_neg = _paper_errors(v_pos, v_neg, rows.x0, rows.noise)
+        policy = _mean(rows.weight * l_pos + (1 - rows.weight) * l_neg, rows.n)
     else:
-        x_t = interpolate(x0_v, noise_v, t_v)
-        tb = _per_item(t_v, x0_v)
-        l_pos = _adaptive_error(x_t - tb * v_pos, x0_v, params.adaptive_eps)
-        l_neg = _adaptive_error(x_t - tb * v_neg, x0_v, params.adaptive_eps)
-        policy = params.loss_scale * _mean((w_v * l_pos + (1 - w_v) * l_neg) / beta, n_valid)
-
-    if v_ref is not None:
-        kl_items = _item_mean((v_theta_v - v_ref[valid].detach().to(dtype)) ** 2)
-        kl = _mean(kl_items, n_valid)
-        loss = policy + params.kl_weight * kl
-    else:
-        kl = torch.zeros((), dtype=dtype, device=v_theta.device)
-        loss = policy
+        l_pos, l_neg = _reference_errors(v_pos, v_neg, rows.x0, rows.noise, rows.t, params.adaptive_eps)
+        mixed = rows.weight * l_pos + (1 - rows.weight) * l_neg
+        policy = params.loss_scale * _mean(mixed / params.beta, rows.n)
+    kl = _kl(rows)
+    batch = v_theta.shape[0]
     return NFTLoss(
-        loss=loss,
-        positive=_mean(l_pos, n_valid).detach(),
-        negative=_mean(l_neg, n_valid).detach(),
+        loss=policy + params.kl_weight * kl if rows.v_ref is not None else policy,
+        positive=_mean(l_pos, rows.n).detach(),
+        negative=_mean(l_neg, rows.n).detach(),
         kl=kl.detach(),
-        x0_norm=_mean(_item_mean(x0_v.abs()), n_valid).detach(),
-        valid_fraction=torch.tensor(n_valid / batch if batch else 0.0, dtype=torch.float32, device=v_theta.device),
+        x0_norm=_mean(_item_mean(rows.x0.abs()), rows.n).detach(),
+        valid_fraction=torch.tensor(rows.n / batch if batch else 0.0, dtype=torch.float32, device=v_theta.device),
     )
+
+
+# eq=False: a generated __eq__ would compare tensors with ==, whose truth value is ambiguous.
+@dataclass(frozen=True, eq=False)
+class _ValidRows:
+    """The N valid items of a batch, upcast to the loss dtype (float32 at least).
+
+    ``v_theta``, ``v_old``, ``x0``, ``noise`` and ``v_ref`` (None when not given) are (N, ...),
+    ``t`` and ``weight`` (N,); only ``v_theta`` stays on the autograd graph.
+    """
+
+    v_theta: Tensor
+    v_old: Tensor
+    v_ref: Tensor | None
+    x0: Tensor
+    noise: Tensor
+    t: Tensor
+    weight: Tensor
+
+    @property
+    def n(self) -> int:
+        """N, the number of valid items (0 is allowed)."""
+        return self.v_theta.shape[0]
+
+    @classmethod
+    def select(
+        cls,
+        v_theta: Tensor,
+        v_old: Tensor,
+        v_ref: Tensor | None,
+        x0: Tensor,
+        noise: Tensor,
+        t: Tensor,
+        weight: Tensor,
+        valid: Tensor,
+    ) -> _ValidRows:
+        """The rows where the (B,) bool ``valid`` is True, of (B, ...) / (B,) inputs as in `nft_loss`."""
+        dtype = torch.promote_types(v_theta.dtype, torch.float32)
+        # Selecting the valid rows (rather than masking) keeps NaNs of invalid rows out of the gradient;
+        # with no valid row the sums are over empty tensors: an exact 0 still on v_theta's graph.
+        return cls(
+            v_theta=v_theta[valid].to(dtype),
+            v_old=v_old[valid].detach().to(dtype),
+            v_ref=v_ref[valid].detach().to(dtype) if v_ref is not None else None,
+            x0=x0[valid].to(dtype),
+            noise=noise[valid].to(dtype),
+            t=t[valid].to(dtype),
+            weight=weight[valid].to(dtype),
+        )
+
+
+def _implicit_velocities(v_theta: Tensor, v_old: Tensor, beta: float) -> tuple[Tensor, Tensor]:
+    """The implicit positive and negative policies' velocities (v+, v-), each (N, ...) like the inputs.
+
+    v+ = beta v_theta + (1 - beta) v_old, v- = (1 + beta) v_old - beta v_theta.
+    """
+    v_pos = beta * v_theta + (1 - beta) * v_old
+    v_neg = (1 + beta) * v_old - beta * v_theta
+    return v_pos, v_neg
+
+
+def _paper_errors(v_pos: Tensor, v_neg: Tensor, x0: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
+    """Paper form per item: (L+, L-) = (mean |v+ - v|^2, mean |v- - v|^2), each (N,); v = noise - x0.
+
+    ``v_pos``, ``v_neg``, ``x0`` and ``noise`` are (N, ...).
+    """
+    target = noise - x0
+    return _item_mean((v_pos - target) ** 2), _item_mean((v_neg - target) ** 2)
+
+
+def _reference_errors(
+    v_pos: Tensor, v_neg: Tensor, x0: Tensor, noise: Tensor, t: Tensor, eps: float
+) -> tuple[Tensor, Tensor]:
+    """Reference form per item: the adaptive x0-prediction errors (L+, L-), each (N,).
+
+    x± = x_t - t v± with x_t = (1 - t) x0 + t noise; L± = `_adaptive_error`(x±, x0, eps).
+    ``v_pos``, ``v_neg``, ``x0`` and ``noise`` are (N, ...), ``t`` is (N,).
+    """
+    x_t = interpolate(x0, noise, t)
+    tb = _per_item(t, x0)
+    return _adaptive_error(x_t - tb * v_pos, x0, eps), _adaptive_error(x_t - tb * v_neg, x0, eps)
+
+
+def _kl(rows: _ValidRows) -> Tensor:
+    """mean_valid(mean |v_theta - v_ref|^2) over the rows: 0-dim, attached to v_theta; an exact 0 without v_ref."""
+    if rows.v_ref is None:
+        return torch.zeros((), dtype=rows.v_theta.dtype, device=rows.v_theta.device)
+    return _mean(_item_mean((rows.v_theta - rows.v_ref) ** 2), rows.n)
 
 
 def _adaptive_error(x_hat: Tensor, x0: Tensor, eps: float) -> Tensor:

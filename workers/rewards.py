@@ -26,11 +26,13 @@ from motionnft.contracts.problems import ServiceError
 
 @dataclass(frozen=True)
 class GroupRewards:
-    """Per sample of a group: the six-level motion reward, its continuous value, the judge score."""
+    """Per sample of a group: the six-level motion reward, its continuous value, the judge score, and
+    MotionEdit-Bench's MAS (0-100) from the reward service's own flows (for evaluation)."""
 
     motion: list[float]
     motion_continuous: list[float]
     judge: list[float]
+    mas: list[float]
     request_ids: dict[str, str] = field(default_factory=dict)
 
 
@@ -48,7 +50,7 @@ def _b64(image: np.ndarray) -> str:
     return base64.b64encode(encode_image_bytes(image, "PNG", png_compress_level=1)).decode("ascii")
 
 
-async def score_group(
+async def fetch_group_rewards(
     reward: RewardClient,
     judge: JudgeClient,
     *,
@@ -87,6 +89,7 @@ async def score_group(
     return GroupRewards(
         motion=[s.reward for s in motion_scores],
         motion_continuous=[s.reward_continuous for s in motion_scores],
+        mas=[s.mas for s in motion_scores],
         judge=[float(s.score) for s in scores if s.score is not None],
         request_ids=ids,
     )

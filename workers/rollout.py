@@ -11,48 +11,61 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
 from motionnft.contracts.client import JudgeClient, RetryPolicy, RewardClient
-from workers.policies.base import Conditions, Policy, sample_seed
-from workers.rewards import GroupRewards, RewardUnavailable, score_group
+from workers.policies.base import SAMPLING, Conditions, Policy, sample_seed
+from workers.policies.factory import PolicySpec, build_policy
+from workers.rewards import GroupRewards, RewardUnavailable, fetch_group_rewards
 from workers.tasks import DroppedGroup, EditTask, RolloutBatch, RolloutGroup
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RolloutSettings:
-    """How to sample and where to get rewards."""
+class RewardEndpoints(BaseModel):
+    """Where a rollout actor gets its rewards, and how long it tries (a config section of its own)."""
 
-    samples_per_prompt: int = 8
-    steps: int = 6
-    guidance: float = 2.5
-    run_seed: int = 0
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     reward_url: str = "http://127.0.0.1:8001"
     judge_url: str = "http://127.0.0.1:8002"
     judge_rubric: str = "edit"
-    timeout_s: float = 60.0
-    deadline_s: float = 120.0
-    max_attempts: int = 3
+    timeout_s: float = Field(default=60.0, gt=0, description="Per request attempt, s.")
+    deadline_s: float = Field(default=120.0, gt=0, description="Per request, retries included, s.")
+    max_attempts: int = Field(default=3, gt=0)
 
 
 class Rollout:
     """The actor's logic, usable without Ray (tests, single-process runs)."""
 
-    def __init__(self, policy_factory: Callable[[], Policy], settings: RolloutSettings) -> None:
+    def __init__(
+        self,
+        policy: PolicySpec,
+        rewards: RewardEndpoints,
+        *,
+        size: int,
+        samples_per_prompt: int,
+        run_seed: int,
+        policy_factory: Callable[[], Policy] | None = None,
+    ) -> None:
+        """The run's own config sections, validated once when the config was loaded; the policy is
+        built here from `policy` (or by `policy_factory`, for tests)."""
         torch.set_num_threads(1)  # actors share the machine's cores with each other and the services
-        self.policy = policy_factory()
-        self.settings = settings
+        self.policy = policy_factory() if policy_factory else build_policy(policy, size=size)
+        self.spec, self.rewards = policy, rewards
+        self.samples_per_prompt, self.run_seed = samples_per_prompt, run_seed
         self.version = 0
 
-    def set_sampling_weights(self, version: int, state: dict[str, torch.Tensor]) -> int:
-        """Load the learner's `old` adapter (shared by every actor through one ray.put)."""
-        self.policy.load_adapter_state("old", state)
+    def set_sampling_weights(self, sampling: tuple[int, dict[str, torch.Tensor]]) -> int:
+        """Load (version, weights) as the sampling adapter; on Ray, one object the learner put, passed
+        to every actor by reference (it never travels through the driver)."""
+        version, state = sampling
+        self.policy.load_adapter_state(SAMPLING, state)
         self.version = version
         return version
 
@@ -61,33 +74,41 @@ class Rollout:
         # `async def` method would turn into an asyncio actor whose loop asyncio.run cannot nest in.
         return asyncio.run(_roll_out(self, tasks, epoch, keep_images))
 
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[tuple[RewardClient, JudgeClient]]:
+        """The two service clients of one rollout call (tests replace this with fakes)."""
+        s = self.rewards
+        retry = RetryPolicy(max_attempts=s.max_attempts)
+        async with (
+            RewardClient(s.reward_url, timeout_s=s.timeout_s, deadline_s=s.deadline_s, retry=retry) as reward,
+            JudgeClient(s.judge_url, timeout_s=s.timeout_s, deadline_s=s.deadline_s, retry=retry) as judge,
+        ):
+            yield reward, judge
+
     def generate(self, task: EditTask, seeds: list[int]) -> tuple[Conditions, torch.Tensor, np.ndarray]:
-        s = self.settings
+        spec = self.spec
         with torch.no_grad():  # not inference_mode: these latents become the learner's training data
             conditions = self.policy.encode_conditions([task.prompt], task.input_image[None])
-            latents = self.policy.sample(conditions, seeds, adapter="old", steps=s.steps, guidance=s.guidance)
+            latents = self.policy.sample(conditions, seeds, adapter=SAMPLING, steps=spec.sampling_steps,
+                                         guidance=spec.guidance or 0.0)  # fmt: skip
             images = self.policy.decode(latents)
         return conditions.cpu(), latents.detach().cpu().clone(), images
 
 
 async def _roll_out(rollout: Rollout, tasks: list[EditTask], epoch: int, keep_images: bool) -> RolloutBatch:
     """Generate group after group in a thread while earlier groups are scored on the event loop."""
-    s = rollout.settings
-    retry = RetryPolicy(max_attempts=s.max_attempts)
+    s = rollout.rewards
     batch = RolloutBatch()
     started = time.perf_counter()
-    async with (
-        RewardClient(s.reward_url, timeout_s=s.timeout_s, deadline_s=s.deadline_s, retry=retry) as reward,
-        JudgeClient(s.judge_url, timeout_s=s.timeout_s, deadline_s=s.deadline_s, retry=retry) as judge,
-    ):
+    async with rollout.connect() as (reward, judge):
         pending: list[tuple[EditTask, list[int], torch.Tensor, Conditions, np.ndarray, asyncio.Task[GroupRewards]]] = []
         for task in tasks:
-            seeds = [sample_seed(s.run_seed, epoch, task.prompt_id, k) for k in range(s.samples_per_prompt)]
+            seeds = [sample_seed(rollout.run_seed, epoch, task.prompt_id, k) for k in range(rollout.samples_per_prompt)]
             t0 = time.perf_counter()
             conditions, latents, images = await asyncio.to_thread(rollout.generate, task, seeds)
             batch.sample_s += time.perf_counter() - t0
             scoring = asyncio.create_task(
-                score_group(
+                fetch_group_rewards(
                     reward, judge, group_id=f"e{epoch}-{task.prompt_id}-v{rollout.version}",
                     instruction=task.prompt, source=task.input_image, target=task.target_image,
                     edits=list(images), rubric=s.judge_rubric,
@@ -107,10 +128,3 @@ async def _roll_out(rollout: Rollout, tasks: list[EditTask], epoch: int, keep_im
         batch.reward_wait_s = time.perf_counter() - waiting
     batch.total_s = time.perf_counter() - started
     return batch
-
-
-def rollout_actor_class():
-    """`Rollout` as a Ray actor (imported lazily so the library works without Ray)."""
-    import ray
-
-    return ray.remote(num_cpus=1)(Rollout)

@@ -33,10 +33,25 @@ class RolloutGroup:
     task: EditTask
     seeds: list[int]  # one per sample: sample_seed(run seed, epoch, prompt id, index)
     latents: torch.Tensor  # (K, N, C) clean packed latents x0
-    conditions: Conditions  # the prompt's conditions, B = 1, on the CPU
+    conditions: Conditions  # opaque to the trainer: the policy family's own, B = 1, on the CPU
     rewards: GroupRewards
     policy_version: int
     images: np.ndarray | None = None  # (K, H, W, 3), kept only when asked (evaluation, pictures)
+
+    def for_learner(self) -> TrainingGroup:
+        """What the learner needs of this group: no images, no rewards (those became weights)."""
+        return TrainingGroup(self.task.prompt_id, self.seeds, self.latents, self.conditions, self.policy_version)
+
+
+@dataclass(frozen=True)
+class TrainingGroup:
+    """The learner's view of a group: clean latents, the prompt's conditions, and the ids to trace them."""
+
+    prompt_id: str
+    seeds: list[int]
+    latents: torch.Tensor  # (K, N, C) clean packed latents x0
+    conditions: Conditions  # opaque to the trainer: the policy family's own, B = 1, on the CPU
+    policy_version: int
 
 
 @dataclass(frozen=True)

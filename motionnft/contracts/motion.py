@@ -49,6 +49,9 @@ class EditScore(BaseModel):
     reward: float = Field(description="Six-level reward in {0, 0.2, ..., 1.0} (the training reward).")
     reward_continuous: float = Field(description="Continuous reward in [0, 1] before quantisation.")
     terms: MotionTerms
+    mas: float = Field(
+        description="Motion Alignment Score in [0, 100] (MotionEdit-Bench, docs/method.md section 6), same flows."
+    )
 
 
 class GroupScores(BaseModel):

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 import anyio
 import httpx
@@ -58,6 +58,31 @@ class RetryPolicy:
         not come back in lockstep and knock the service over again.
         """
         return random.uniform(0.0, min(self.backoff_max_s, self.backoff_base_s * 2**retry))
+
+    def next_try(self, attempt: int, retry_after: float | None, deadline: float) -> NextTry:
+        """After failed try number `attempt` (1 = the first): how long to wait before the next, or why not to.
+
+        `retry_after` (seconds from a `Retry-After` header, or None) replaces the jittered wait, uncapped
+        by `backoff_max_s`; `deadline` is the `time.monotonic()` instant that no wait may reach.
+        """
+        if attempt >= self.max_attempts:
+            return NextTry(0.0, "attempts")
+        wait_s = retry_after if retry_after is not None else self.backoff_s(attempt - 1)
+        if time.monotonic() + wait_s >= deadline:
+            return NextTry(wait_s, "deadline")
+        return NextTry(wait_s)
+
+
+@dataclass(frozen=True)
+class NextTry:
+    """What follows a failed try: wait `wait_s` seconds and try again, unless `stop` says why not.
+
+    `stop` is "attempts" when every try is spent (`wait_s` 0.0: no wait is drawn), "deadline" when
+    the wait of `wait_s` seconds would end at or past the call's deadline.
+    """
+
+    wait_s: float
+    stop: Literal["attempts", "deadline"] | None = None
 
 
 def retry_after_s(value: str | None, now: datetime | None = None) -> float | None:
@@ -200,7 +225,7 @@ class ServiceClient:
         while True:
             attempt += 1
             remaining = deadline - time.monotonic()
-            wait_s: float | None = None
+            retry_after: float | None = None
             try:
                 response = await self._attempt(method, path, request_id, payload, remaining)
             except (httpx.TransportError, TimeoutError) as exc:
@@ -217,16 +242,15 @@ class ServiceClient:
                 error = error_from_response(response, request_id)
                 if response.status_code not in RETRY_STATUSES:
                     raise error
-                wait_s = retry_after_s(response.headers.get("Retry-After"))
-            if wait_s is None:
-                wait_s = self.retry.backoff_s(attempt - 1)
-            if attempt >= self.retry.max_attempts or time.monotonic() + wait_s >= deadline:
+                retry_after = retry_after_s(response.headers.get("Retry-After"))
+            next_try = self.retry.next_try(attempt, retry_after, deadline)
+            if next_try.stop is not None:
                 raise error
             logger.warning(
                 "retrying %s %s (request %s, attempt %d/%d) in %.2f s after: %s",
-                method, path, request_id, attempt, self.retry.max_attempts, wait_s, error,
+                method, path, request_id, attempt, self.retry.max_attempts, next_try.wait_s, error,
             )  # fmt: skip
-            await anyio.sleep(wait_s)
+            await anyio.sleep(next_try.wait_s)
 
     async def _attempt(
         self, method: str, path: str, request_id: str, payload: Any, remaining_s: float

@@ -20,7 +20,7 @@ import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -29,9 +29,6 @@ from motionnft.data.records import EditRecord, read_file_bounded
 from motionnft.progress import StepProgress
 
 MAX_FLOW_FILE_BYTES = 2**30  # a float32 (2, 8192, 8192) flow is 512 MiB
-
-if TYPE_CHECKING:
-    from motionnft.data.synth import SynthPair
 
 
 class Categorised(Protocol):
@@ -47,8 +44,27 @@ class Categorised(Protocol):
 Item = TypeVar("Item", bound=Categorised)
 
 
+class PairToWrite(Categorised, Protocol):
+    """What :func:`write_dataset` writes: a :class:`motionnft.data.synth.SynthPair`, or anything shaped like one.
+
+    A protocol, so this module needs nothing from the generator (which imports this one).
+    """
+
+    @property
+    def prompt(self) -> str: ...
+
+    @property
+    def input_image(self) -> np.ndarray: ...
+
+    @property
+    def target_image(self) -> np.ndarray: ...
+
+    @property
+    def flow(self) -> np.ndarray: ...
+
+
 def write_dataset(
-    pairs: Sequence[SynthPair], out_dir: Path, manifest: str = "train.jsonl", *, progress: bool = True
+    pairs: Sequence[PairToWrite], out_dir: Path, manifest: str = "train.jsonl", *, progress: bool = True
 ) -> Path:
     """Write images, flows and a jsonl manifest (module docstring); returns the manifest's path.
 
@@ -71,7 +87,7 @@ def write_dataset(
     return path
 
 
-def _write_pair(pair: SynthPair, out_dir: Path) -> str:
+def _write_pair(pair: PairToWrite, out_dir: Path) -> str:
     """Write one pair's images and flow; returns its manifest line."""
     images = [f"images/{pair.id}_input.png", f"images/{pair.id}_target.png"]
     Image.fromarray(pair.input_image).save(out_dir / images[0])

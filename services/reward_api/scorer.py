@@ -48,7 +48,7 @@ class RewardScorer:
     def __init__(self, settings: RewardApiSettings, metrics: ServiceMetrics) -> None:
         self.settings = settings
         self.params = MotionRewardParams()
-        self.scorer: MotionScorer | None = None
+        self.motion: MotionScorer | None = None
         self.batcher: MicroBatcher[ScoringGroup, list[EditReward]] | None = None
         ns, reg = metrics.namespace, metrics.registry
         self.cache_hits = Counter(
@@ -60,9 +60,9 @@ class RewardScorer:
         )
         self.flow_pairs = Counter("flow_pairs", "Image pairs through the flow estimator", namespace=ns, registry=reg)
         cache_bytes = Gauge("target_flow_cache_bytes", "Bytes held by cached target flows", namespace=ns, registry=reg)
-        cache_bytes.set_function(lambda: self.scorer.cache.bytes if self.scorer else 0)
+        cache_bytes.set_function(lambda: self.motion.cache.bytes if self.motion else 0)
         cache_entries = Gauge("target_flow_cache_entries", "Target flows cached", namespace=ns, registry=reg)
-        cache_entries.set_function(lambda: len(self.scorer.cache) if self.scorer else 0)
+        cache_entries.set_function(lambda: len(self.motion.cache) if self.motion else 0)
         limit = Gauge(
             "target_flow_cache_limit_bytes", "Byte budget of the target-flow cache", namespace=ns, registry=reg
         )
@@ -71,12 +71,12 @@ class RewardScorer:
 
     @property
     def flow_backend(self) -> str:
-        return self.scorer.estimator.name if self.scorer else self.settings.flow_backend
+        return self.motion.estimator.name if self.motion else self.settings.flow_backend
 
     def load(self) -> None:
         """Build the estimator and warm it up with one small pair (blocking; run off the event loop)."""
         estimator = build_estimator(self.settings)
-        self.scorer = MotionScorer(
+        self.motion = MotionScorer(
             estimator,
             self.params,
             cache_bytes=int(self.settings.cache_mb * 2**20),
@@ -148,7 +148,7 @@ class RewardScorer:
         for g, wire in enumerate(request.groups):
             named += [(f"groups[{g}].source", wire.source), (f"groups[{g}].target", wire.target)]
             named += [(f"groups[{g}].edits[{k}]", edit) for k, edit in enumerate(wire.edits)]
-        assert self.scorer is not None
+        assert self.motion is not None
         # Shrunk to the scoring size as each is decoded: the request holds only what is scored.
         s = self.settings
         images = iter(decode_named(named, s.image_limits, max_request_pixels=s.max_request_pixels,
@@ -160,10 +160,10 @@ class RewardScorer:
         return groups
 
     def _score_batch(self, groups: Sequence[ScoringGroup]) -> list[list[EditReward]]:
-        assert self.scorer is not None
-        cache = self.scorer.cache
+        assert self.motion is not None
+        cache = self.motion.cache
         hits, misses = cache.hits, cache.misses
-        results = self.scorer.score_groups(groups)
+        results = self.motion.score_groups(groups)
         self.cache_hits.inc(cache.hits - hits)
         self.cache_misses.inc(cache.misses - misses)
         return results
@@ -175,5 +175,8 @@ class RewardScorer:
 
 def _to_wire(reward: EditReward) -> EditScore:
     return EditScore(
-        reward=reward.reward, reward_continuous=reward.reward_continuous, terms=MotionTerms(**reward.terms)
+        reward=reward.reward,
+        reward_continuous=reward.reward_continuous,
+        terms=MotionTerms(**reward.terms),
+        mas=reward.mas,
     )

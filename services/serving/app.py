@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +65,22 @@ def build_service_app(
     `request_models` are the bodies its routes read through `services.serving.body.json_body`;
     they are declared in the OpenAPI schema, which cannot see them otherwise.
     """
+    lifespan = _lifespan(readiness, load, close)
+    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    app.state.readiness, app.state.settings = readiness, settings  # for runners and tests
+    install_problem_handlers(app)
+    _add_probe_routes(app, readiness, metrics)
+    _add_middleware(app, settings, metrics, readiness)
+    _declare_schemas(app, [ProblemDetail, *request_models])
+    return app
+
+
+def _lifespan(
+    readiness: Readiness,
+    load: Callable[[], Awaitable[dict[str, Any]]],
+    close: Callable[[], Awaitable[None]],
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: `load` in the background at startup; drain, wait for it, `close` at shutdown."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -74,9 +90,11 @@ def build_service_app(
         await loading
         await close()
 
-    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
-    app.state.readiness, app.state.settings = readiness, settings  # for runners and tests
-    install_problem_handlers(app)
+    return lifespan
+
+
+def _add_probe_routes(app: FastAPI, readiness: Readiness, metrics: ServiceMetrics) -> None:
+    """GET /healthz (liveness), /readyz (readiness, 503 until ready or while draining) and /metrics."""
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process is up")
     async def healthz() -> dict[str, str]:
@@ -92,6 +110,9 @@ def build_service_app(
     async def metrics_endpoint() -> Response:
         return metrics.render()
 
+
+def _add_middleware(app: FastAPI, settings: ServingSettings, metrics: ServiceMetrics, readiness: Readiness) -> None:
+    """The middleware stack; outermost first: request context, metrics, admission (auth, limits, draining)."""
     # add_middleware wraps: the last added runs first (outermost).
     app.add_middleware(
         AdmissionMiddleware,
@@ -104,8 +125,6 @@ def build_service_app(
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics, router=app.router)
     app.add_middleware(RequestContextMiddleware)
-    _declare_schemas(app, [ProblemDetail, *request_models])
-    return app
 
 
 async def _load(load: Callable[[], Awaitable[dict[str, Any]]], readiness: Readiness) -> None:

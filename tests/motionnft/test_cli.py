@@ -1,4 +1,8 @@
-"""The `motionnft` command: scoring from files, the flow picture, and clear errors."""
+"""The library's commands (`score`, `data`): scoring from files, the flow picture, and clear errors.
+
+The one-line errors are checked from every way to run them: `python -m motionnft.cli` (the library's
+commands alone), the `motionnft` script and `python -m cli` (the whole command, from the entry package).
+"""
 
 from __future__ import annotations
 
@@ -58,7 +62,11 @@ def test_unreadable_image_is_a_clear_error(tmp_path: Path) -> None:
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(sys.executable).with_name("motionnft")
-ENTRY_POINTS = {"module": [sys.executable, "-m", "motionnft.cli"], "script": [str(SCRIPT)]}
+ENTRY_POINTS = {
+    "module": [sys.executable, "-m", "motionnft.cli"],
+    "script": [str(SCRIPT)],
+    "entry": [sys.executable, "-m", "cli"],
+}
 
 
 def run_cli(entry: str, args: list[str], columns: int) -> subprocess.CompletedProcess[str]:
@@ -111,16 +119,24 @@ def test_a_missing_source_file_is_one_plain_line_at_any_width(long_dir: Path, en
     assert result.stderr.splitlines() == [f"error: Invalid value for '--source': file '{missing}' does not exist."]
 
 
-def test_usage_errors_are_one_line_with_exit_status_2() -> None:
-    result = run_cli("module", ["score"], columns=40)
+@pytest.mark.parametrize("entry", ["module", "entry"])
+def test_usage_errors_are_one_line_with_exit_status_2(entry: str) -> None:
+    result = run_cli(entry, ["score"], columns=40)
     assert (result.returncode, result.stderr.splitlines()) == (2, ["error: Missing option '--source'."])
-    result = run_cli("module", ["no-such-command"], columns=40)
+    result = run_cli(entry, ["no-such-command"], columns=40)
     assert (result.returncode, result.stderr.splitlines()) == (2, ["error: No such command 'no-such-command'."])
 
 
-def test_a_bug_gets_pythons_own_traceback_not_a_rich_panel() -> None:
+def test_the_library_module_runs_only_the_librarys_commands() -> None:
+    """`train` needs the trainer, a room above the library: only the whole command (`cli`) has it."""
+    result = run_cli("module", ["train", "--help"], columns=80)
+    assert (result.returncode, result.stderr.splitlines()) == (2, ["error: No such command 'train'."])
+
+
+@pytest.mark.parametrize("module", ["motionnft.cli", "cli.main"])
+def test_a_bug_gets_pythons_own_traceback_not_a_rich_panel(module: str) -> None:
     script = (
-        "from motionnft.cli import app\n"
+        f"from {module} import app\n"
         "@app.command()\n"
         "def boom() -> None:\n"
         "    raise RuntimeError('boom')\n"

@@ -1,16 +1,13 @@
 """Ways to run a service in tests: in-process (ASGI + lifespan), uvicorn in a thread, or a real process.
 
-Shared by every service's tests, so the reward API and the judge are exercised the same way.
+Shared by every service's tests, so the reward API and the judge are exercised the same way. A real
+process is started by `motionnft.stack.LocalStack`, the launcher the demo and the benchmarks use.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +19,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from motionnft.contracts.problems import PROBLEM_MEDIA_TYPE
+from motionnft.stack import LocalStack, ServiceSpec
+from motionnft.stack import free_port as free_port  # re-exported: tests take a closed port from here
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,39 +67,20 @@ def in_thread(app: FastAPI) -> Iterator[str]:
         thread.join(timeout=30)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
-def as_process(module: str, env: dict[str, str], port_variable: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """`python -m module` as a real process on a free loopback port; yields (base URL, process)."""
-    port = free_port()
-    full_env = {**os.environ, **env, port_variable: str(port), "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", module], cwd=REPO_ROOT, env=full_env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready_sync(base_url, process=process)
-        yield base_url, process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+def as_process(
+    module: str, env: dict[str, str], port_variable: str, log_dir: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`python -m module` as a real process on a free loopback port (a one-service `LocalStack`); yields
+    (base URL, process). Its output goes to `<log_dir>/<last part of module>.log` (temporary if None)."""
+    spec = ServiceSpec(module.rsplit(".", 1)[-1], module, port_variable.removesuffix("PORT"), env=env)
+    with LocalStack([spec], log_dir=log_dir, cwd=REPO_ROOT) as stack:
+        yield stack.url(spec.name), stack.process(spec.name)
 
 
-def _wait_ready_sync(base_url: str, timeout_s: float = 60.0, process: subprocess.Popen[str] | None = None) -> None:
+def _wait_ready_sync(base_url: str, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"service exited early:\n{process.stdout.read() if process.stdout else ''}")
         try:
             if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
                 return

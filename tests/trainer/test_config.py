@@ -19,6 +19,8 @@ from trainer.config import (
     load_config,
     to_yaml,
 )
+from workers.policies.base import LORA_INIT
+from workers.policies.flux_kontext import LORA_TARGETS
 
 
 def test_defaults_are_the_method_constants() -> None:
@@ -36,16 +38,8 @@ def test_defaults_are_the_method_constants() -> None:
         1e-5,
     )
     assert (c.policy.lora.rank, c.policy.lora.alpha, c.policy.lora.init) == (32, 64.0, "gaussian")
-    assert c.policy.lora.targets == (
-        "to_q",
-        "to_k",
-        "to_v",
-        "to_out.0",
-        "add_q_proj",
-        "add_k_proj",
-        "add_v_proj",
-        "to_add_out",
-    )
+    assert c.policy.lora.targets is None  # the family's own: FLUX.1 Kontext's eight projections
+    assert LORA_TARGETS == ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out")
     assert (c.policy.sampling_steps, c.policy.guidance, c.policy.solver) == (6, 2.5, "heun")
     o = c.optim
     assert (o.lr, o.betas, o.weight_decay, o.eps, o.grad_clip) == (3e-4, (0.9, 0.999), 1e-4, 1e-8, 1.0)
@@ -206,3 +200,24 @@ def test_to_yaml_round_trips(tmp_path: Path) -> None:
         assert to_yaml(load_config(path)) == text
     assert load_config(None, ["run.out_dir=/tmp/elsewhere"]).run.out_dir == Path("/tmp/elsewhere")
     assert from_yaml("") == TrainConfig()
+
+
+@pytest.mark.parametrize(
+    ("override", "field", "allowed"),
+    [
+        ("policy.family=qwen_image_edit", "policy.family", "one of ['flux_kontext']"),
+        ("policy.solver=euler", "policy.solver", "one of ['heun']"),
+        ("policy.lora.alpha=64.5", "policy.lora.alpha", "valid integer"),
+        ("policy.lora.init=true", "policy.lora.init", "'gaussian', 'zeros' or 'random'"),
+    ],
+)
+def test_values_the_code_cannot_honour_are_refused_at_load(override: str, field: str, allowed: str) -> None:
+    """Once accepted and ignored (family, solver) or failing later inside a Ray actor (alpha)."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, [override])
+    assert f"{field}:" in str(caught.value) and allowed in str(caught.value)
+
+
+def test_lora_init_names_map_to_peft_explicitly() -> None:
+    assert load_config(None, ["policy.lora.init=zeros"]).policy.lora.init == "zeros"
+    assert LORA_INIT == {"gaussian": "gaussian", "zeros": True, "random": False}

@@ -11,8 +11,8 @@ from PIL import Image
 
 from trainer.demo import summarise, table
 from trainer.evaluation import aggregate
+from trainer.grid import save_grid
 from trainer.metrics import MetricsLog, StageTimer
-from trainer.pictures import save_grid
 from trainer.plots import plot_run
 
 

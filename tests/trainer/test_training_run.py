@@ -23,11 +23,12 @@ from services.mllm_judge.settings import MllmJudgeSettings
 from services.reward_api.app import create_app as create_reward
 from services.reward_api.settings import RewardApiSettings
 from tests.services.harness import in_thread
+from trainer.actors import local_ray_environment
 from trainer.checkpoints import latest_checkpoint, load_checkpoint
 from trainer.config import load_config
 from trainer.loop import train
 from trainer.metrics import MetricsLog
-from trainer.setup import TINY_CHECKPOINT, local_ray_environment
+from workers.policies.factory import TINY_CHECKPOINT
 
 pytestmark = [
     pytest.mark.slow,

@@ -1,4 +1,4 @@
-"""Conditions, LoRA settings and sample seeds: the model-free part of the policy layer."""
+"""FluxConditions, LoRA settings and sample seeds: the model-free part of the policy layer."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from workers.policies.base import FLUX_LORA_TARGETS, Conditions, LoraSettings, sample_seed
+from workers.policies.base import FluxConditions, LoraSettings, sample_seed
+from workers.policies.flux_kontext import LORA_TARGETS
 
 
-def _conditions(batch: int, offset: float = 0.0) -> Conditions:
-    return Conditions(
+def _conditions(batch: int, offset: float = 0.0) -> FluxConditions:
+    return FluxConditions(
         prompt_embeds=torch.arange(batch, dtype=torch.float32).view(batch, 1, 1).expand(batch, 6, 8) + offset,
         pooled_prompt_embeds=torch.arange(batch, dtype=torch.float32).view(batch, 1).expand(batch, 8) + offset,
         text_ids=torch.zeros(6, 3),
@@ -33,21 +34,21 @@ def test_repeat_select_and_cat() -> None:
     assert torch.equal(repeated.text_ids, conditions.text_ids)  # shared ids are not batched
     picked = conditions.select([1, 1, 0])
     assert picked.image_latents[:, 0, 0].tolist() == [1, 1, 0]
-    joined = Conditions.cat([conditions, _conditions(1, offset=10.0)])
+    joined = FluxConditions.cat([conditions, _conditions(1, offset=10.0)])
     assert joined.prompt_embeds[:, 0, 0].tolist() == [0, 1, 10]
 
 
 def test_cat_refuses_different_position_ids() -> None:
     other = _conditions(1)
-    other = Conditions(**{**other.__dict__, "image_ids": torch.zeros(4, 3)})
+    other = FluxConditions(**{**other.__dict__, "image_ids": torch.zeros(4, 3)})
     with pytest.raises(ValueError):
-        Conditions.cat([_conditions(1), other])
+        FluxConditions.cat([_conditions(1), other])
 
 
 def test_batch_sizes_must_agree() -> None:
     good = _conditions(2)
     with pytest.raises(ValueError):
-        Conditions(**{**good.__dict__, "pooled_prompt_embeds": torch.zeros(3, 8)})
+        FluxConditions(**{**good.__dict__, "pooled_prompt_embeds": torch.zeros(3, 8)})
 
 
 def test_to_cpu_and_pickle_round_trip() -> None:
@@ -61,9 +62,15 @@ def test_to_cpu_and_pickle_round_trip() -> None:
 def test_lora_defaults_follow_the_method() -> None:
     settings = LoraSettings()
     assert (settings.rank, settings.alpha, settings.init) == (32, 64.0, "gaussian")
-    assert set(settings.targets) == set(FLUX_LORA_TARGETS) and "to_out.0" in settings.targets
+    assert settings.targets is None  # the family's own; FLUX's are the method's eight projections
+    assert set(LORA_TARGETS) == {"to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj",
+                                 "to_add_out"}  # fmt: skip
     with pytest.raises(ValueError):
         LoraSettings(rank=0)
+    with pytest.raises(ValueError, match="valid integer"):
+        LoraSettings(alpha=64.5)  # refused here, not inside an actor
+    with pytest.raises(ValueError, match="'gaussian', 'zeros' or 'random'"):
+        LoraSettings(init=True)
 
 
 def test_sample_seed_is_stable_and_distinct() -> None:

@@ -14,7 +14,7 @@ from services.reward_api.app import create_app as create_reward
 from services.reward_api.settings import RewardApiSettings
 from tests.motionnft.flow.known_motion import gaussian_bump
 from tests.services.harness import free_port, in_thread
-from workers.rewards import RewardUnavailable, score_group
+from workers.rewards import RewardUnavailable, fetch_group_rewards
 
 pytestmark = pytest.mark.anyio
 FAST = RetryPolicy(max_attempts=2, backoff_base_s=0.01, backoff_max_s=0.02)
@@ -32,7 +32,7 @@ async def test_both_rewards_for_a_group(urls: tuple[str, str]) -> None:
     scene = gaussian_bump(amplitude=(5.0, -3.0), size=64, margin=8)
     edits = [scene.target, scene.source]
     async with RewardClient(urls[0]) as reward, JudgeClient(urls[1]) as judge:
-        rewards = await score_group(
+        rewards = await fetch_group_rewards(
             reward, judge, group_id="e0-p1", instruction="Move the middle up and right",
             source=scene.source, target=scene.target, edits=edits,
         )  # fmt: skip
@@ -47,7 +47,7 @@ async def test_a_service_that_is_down_makes_the_group_unavailable(urls: tuple[st
     dead = f"http://127.0.0.1:{free_port()}"
     async with RewardClient(urls[0], retry=FAST) as reward, JudgeClient(dead, retry=FAST, deadline_s=2) as judge:
         with pytest.raises(RewardUnavailable) as caught:
-            await score_group(
+            await fetch_group_rewards(
                 reward, judge, group_id="g", instruction="Move", source=scene.source, target=scene.target,
                 edits=[scene.target],
             )  # fmt: skip
@@ -58,6 +58,6 @@ async def test_a_rejected_request_is_unavailable_not_zero(urls: tuple[str, str])
     tiny = np.zeros((8, 8, 3), dtype=np.uint8)  # below the services' minimum side: a 422
     async with RewardClient(urls[0], retry=FAST) as reward, JudgeClient(urls[1], retry=FAST) as judge:
         with pytest.raises(RewardUnavailable):
-            await score_group(
+            await fetch_group_rewards(
                 reward, judge, group_id="g", instruction="Move", source=tiny, target=tiny, edits=[tiny],
             )  # fmt: skip

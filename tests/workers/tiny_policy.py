@@ -11,8 +11,8 @@ from workers.policies.tiny import build_tiny_kontext
 
 SIZE = 64
 GUIDANCE = 2.5
-# init=False: both LoRA factors random, so an adapter changes the output from the first step on.
-VISIBLE_LORA = LoraSettings(rank=4, alpha=8, init=False)
+# init="random": both LoRA factors random, so an adapter changes the output from the first step on.
+VISIBLE_LORA = LoraSettings(rank=4, alpha=8, init="random")
 
 
 def tiny_policy(lora: LoraSettings = VISIBLE_LORA) -> FluxKontextPolicy:

@@ -18,7 +18,7 @@ from peft import LoraConfig
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import Tensor, nn
 
-from workers.policies.base import ADAPTERS, TRAINABLE, LoraSettings
+from workers.policies.base import ADAPTERS, LORA_INIT, TRAINABLE, LoraSettings
 
 
 class LoraAdapters:
@@ -33,6 +33,9 @@ class LoraAdapters:
     ) -> None:
         if TRAINABLE not in names:
             raise ValueError(f"the adapters must include {TRAINABLE!r}")
+        if settings.targets is None:
+            raise ValueError("LoraSettings.targets must name the modules; the policy family fills in its own")
+        targets = settings.targets
         self.model = model
         model.requires_grad_(False)
         with torch.random.fork_rng(devices=[]):
@@ -41,8 +44,8 @@ class LoraAdapters:
                 config = LoraConfig(
                     r=settings.rank,
                     lora_alpha=settings.alpha,
-                    target_modules=list(settings.targets),
-                    init_lora_weights=settings.init,
+                    target_modules=list(targets),
+                    init_lora_weights=LORA_INIT[settings.init],
                 )
                 with warnings.catch_warnings():  # a second named adapter is the point here
                     warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")

@@ -29,16 +29,10 @@ TRAINABLE = "default"
 SAMPLING = "old"
 ADAPTERS = (TRAINABLE, SAMPLING)
 
-FLUX_LORA_TARGETS = (
-    "to_q",
-    "to_k",
-    "to_v",
-    "to_out.0",
-    "add_q_proj",
-    "add_k_proj",
-    "add_v_proj",
-    "to_add_out",
-)
+# peft's `init_lora_weights` for each named init: "gaussian" (A Gaussian, B zero: a no-op at the
+# start, the method's choice), "zeros" (peft's default: Kaiming A, B zero, also a no-op at the start)
+# and "random" (both factors random: adapters change the output at once; for tests).
+LORA_INIT: dict[str, Literal["gaussian"] | bool] = {"gaussian": "gaussian", "zeros": True, "random": False}
 
 
 class LoraSettings(BaseModel):
@@ -48,18 +42,33 @@ class LoraSettings(BaseModel):
 
     rank: int = Field(default=32, ge=1)
     alpha: int = Field(default=64, ge=1)
-    targets: tuple[str, ...] = FLUX_LORA_TARGETS
-    # peft's `init_lora_weights`: "gaussian" (A Gaussian, B zero: a no-op at the start), True (Kaiming A,
-    # B zero) or False (both random: adapters change the output at once; for tests).
-    init: Literal["gaussian"] | bool = "gaussian"
+    # None: the family's own projections (each policy family names its attention modules).
+    targets: tuple[str, ...] | None = Field(default=None, min_length=1)
+    init: Literal["gaussian", "zeros", "random"] = Field(default="gaussian", description="See LORA_INIT.")
     # Seeds the initial LoRA weights (the CPU RNG, forked: the global state is left alone), so every
     # process that builds the policy starts from the same adapters.
     seed: int = 0
 
 
+@runtime_checkable
+class Conditions(Protocol):
+    """What the trainer may do with a policy's conditions: nothing but count, copy to the CPU and
+    repeat them. Their contents are the family's own (FLUX's are `FluxConditions`)."""
+
+    def __len__(self) -> int: ...
+
+    def cpu(self) -> Conditions:
+        """Detached CPU copies, for shipping through Ray."""
+        ...
+
+    def repeat(self, k: int) -> Conditions:
+        """Each sample k times, sample-major."""
+        ...
+
+
 @dataclass(frozen=True)
-class Conditions:
-    """Conditioning tensors for B samples (see the module docstring for shapes)."""
+class FluxConditions:
+    """FLUX.1 Kontext's conditioning tensors for B samples (see the module docstring for shapes)."""
 
     prompt_embeds: Tensor
     pooled_prompt_embeds: Tensor
@@ -84,14 +93,16 @@ class Conditions:
         _, height, width = self.latent_shape
         return (height // 2) * (width // 2)
 
-    def _map(self, batched: Callable[[Tensor], Tensor], shared: Callable[[Tensor], Tensor] | None = None) -> Conditions:
+    def _map(
+        self, batched: Callable[[Tensor], Tensor], shared: Callable[[Tensor], Tensor] | None = None
+    ) -> FluxConditions:
         """Apply `batched` to the per-sample tensors and `shared` (default: keep) to the position ids."""
         changes: dict[str, Any] = {name: batched(getattr(self, name)) for name in self.BATCHED}
         if shared is not None:
             changes |= {name: shared(getattr(self, name)) for name in ("text_ids", "image_ids")}
         return replace(self, **changes)
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Conditions:
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> FluxConditions:
         """Move every tensor to `device`; floating tensors also to `dtype` when given."""
 
         def move(tensor: Tensor) -> Tensor:
@@ -101,21 +112,21 @@ class Conditions:
 
         return self._map(move, move)
 
-    def cpu(self) -> Conditions:
+    def cpu(self) -> FluxConditions:
         """Detached CPU copies, for shipping through Ray."""
         return self._map(lambda t: t.detach().cpu(), lambda t: t.detach().cpu())
 
-    def select(self, indices: Sequence[int] | Tensor) -> Conditions:
+    def select(self, indices: Sequence[int] | Tensor) -> FluxConditions:
         """The samples at `indices` (repeats allowed: `select([0] * k)` expands one prompt to k samples)."""
         index = torch.as_tensor(indices, dtype=torch.long)
         return self._map(lambda tensor: tensor[index.to(tensor.device)])
 
-    def repeat(self, k: int) -> Conditions:
+    def repeat(self, k: int) -> FluxConditions:
         """Each sample k times, sample-major: [a, a, b, b] for [a, b] and k = 2."""
         return self._map(lambda tensor: tensor.repeat_interleave(k, dim=0))
 
     @classmethod
-    def cat(cls, items: Sequence[Conditions]) -> Conditions:
+    def cat(cls, items: Sequence[FluxConditions]) -> FluxConditions:
         """Join batches (e.g. groups from different prompts); their shared ids and shapes must match."""
         first = items[0]
         for other in items[1:]:

@@ -23,7 +23,7 @@ from diffusers.schedulers.scheduling_flow_match_euler_discrete import FlowMatchE
 from torch import Tensor, nn
 
 from workers.policies.adapters import LoraAdapters
-from workers.policies.base import SAMPLING, TRAINABLE, Conditions, LoraSettings
+from workers.policies.base import SAMPLING, TRAINABLE, Conditions, FluxConditions, LoraSettings
 from workers.policies.solver import heun_sample, seeded_noise
 
 MAX_T5_TOKENS = 512
@@ -58,7 +58,7 @@ def decode_latents(pipeline: KontextPipeline, latents: Tensor, size: int) -> Ten
 
 
 def kontext_velocity(
-    pipeline: KontextPipeline, latents_t: Tensor, t: Tensor, conditions: Conditions, guidance: float
+    pipeline: KontextPipeline, latents_t: Tensor, t: Tensor, conditions: FluxConditions, guidance: float
 ) -> Tensor:
     """The transformer's velocity for the noisy tokens (B, N, C), in the model's dtype, with the active adapters."""
     transformer = pipeline.transformer
@@ -80,6 +80,17 @@ def kontext_velocity(
         return_dict=False,
     )[0]
     return output[:, :tokens]
+
+
+def _flux(conditions: Conditions) -> FluxConditions:
+    """The protocol's opaque conditions, as this family made them."""
+    if not isinstance(conditions, FluxConditions):
+        raise TypeError(f"FLUX.1 Kontext takes FluxConditions, got {type(conditions).__name__}")
+    return conditions
+
+
+# The attention projections LoRA adapts (docs/method.md 5), named as in diffusers' FLUX transformer.
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out")
 
 
 class FluxKontextPolicy:
@@ -112,7 +123,10 @@ class FluxKontextPolicy:
         for part in (pipeline.vae, pipeline.text_encoder, pipeline.text_encoder_2):
             part.requires_grad_(False).eval()
         self.transformer: nn.Module = pipeline.transformer
-        self.adapters = LoraAdapters(self.transformer, lora or LoraSettings())
+        lora = lora or LoraSettings()
+        if lora.targets is None:
+            lora = lora.model_copy(update={"targets": LORA_TARGETS})
+        self.adapters = LoraAdapters(self.transformer, lora)
         if gradient_checkpointing:
             pipeline.transformer.enable_gradient_checkpointing()
         self._timesteps: dict[int, list[float]] = {}
@@ -128,7 +142,7 @@ class FluxKontextPolicy:
     # -- conditions and images ------------------------------------------------------------------
 
     @torch.no_grad()
-    def encode_conditions(self, prompts: list[str], images: np.ndarray) -> Conditions:
+    def encode_conditions(self, prompts: list[str], images: np.ndarray) -> FluxConditions:
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} images for {len(prompts)} prompts")
         pipe = self.pipeline
@@ -140,7 +154,7 @@ class FluxKontextPolicy:
         _, height, width = self.latent_shape
         image_ids = pipe._prepare_latent_image_ids(len(prompts), height // 2, width // 2, self.device, self.dtype)
         image_ids[..., 0] = 1  # Kontext marks the condition tokens with a first id coordinate of 1
-        return Conditions(
+        return FluxConditions(
             prompt_embeds=prompt_embeds.to(self.dtype),
             pooled_prompt_embeds=pooled.to(self.dtype),
             text_ids=text_ids.to(self.dtype),
@@ -180,7 +194,7 @@ class FluxKontextPolicy:
         if len(conditions) != latents_t.shape[0]:
             raise ValueError(f"{latents_t.shape[0]} latents but conditions for {len(conditions)} samples")
         self.adapters.activate(adapter)
-        conditions = conditions.to(self.device, self.dtype)
+        conditions = _flux(conditions).to(self.device, self.dtype)
         with torch.set_grad_enabled(adapter == TRAINABLE and torch.is_grad_enabled()):
             return kontext_velocity(self.pipeline, latents_t, t, conditions, guidance).float()
 
@@ -191,7 +205,7 @@ class FluxKontextPolicy:
         if len(conditions) != 1:
             raise ValueError(f"sample takes one prompt's conditions, got {len(conditions)}")
         count = len(seeds)
-        cond = conditions.to(self.device, self.dtype).repeat(count)
+        cond = _flux(conditions).to(self.device, self.dtype).repeat(count)
         channels, height, width = cond.latent_shape
         noise = self.pipeline._pack_latents(seeded_noise(seeds, cond.latent_shape), count, channels, height, width)
 

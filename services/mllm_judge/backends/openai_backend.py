@@ -8,14 +8,9 @@ present (docs/method.md 3). The target image is never sent, and nothing here fet
 Upstream load is bounded: a semaphore of `max_concurrency` slots is held exactly while a request is
 outstanding (not while encoding images or backing off), so the server never sees more at once.
 
-Retries, per question, at most `max_attempts` tries:
-- transport errors (connect, reset, timeouts), 429 and every 5xx are retried; other 4xx never (the
-  request is wrong and will stay wrong). Unlike the project's service clients (429/503 only), a 5xx
-  is retried here: a vLLM engine restart or a gateway in front of it answers 500/502/504 for a moment,
-  and a question is cheap to ask again.
-- waits use `RetryPolicy` full jitter; a `Retry-After` header replaces the wait, uncapped, but no wait
-  that would end past the question's deadline (`deadline_s`, from its first attempt) is started.
-- each attempt gets `min(timeout_s, time left to the deadline)` seconds of wall-clock time.
+Retries, per question, at most `max_attempts` tries, within a deadline (`openai_retry.py`): transport
+errors, 429 and every 5xx are retried; other 4xx never. The request body and the bounded, defensive
+reading of answers are in `openai_wire.py`.
 Every failure (error status, timeout, malformed body, no choice tokens) becomes a JudgeFailure that
 names its cause; it is never a number.
 """
@@ -24,32 +19,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from functools import partial
 
 import httpx
 import numpy as np
 import pydantic_core
 
-from motionnft.contracts.client import RetryPolicy, retry_after_s
+from motionnft.contracts.client import RetryPolicy
 from motionnft.contracts.images import encode_image
 from motionnft.judge_scores import NoChoiceTokens, distribution_from_logprobs
 from services.mllm_judge.backends.base import Answer, JudgeFailure, JudgeQuestion
+from services.mllm_judge.backends.openai_retry import complete_with_retries
+from services.mllm_judge.backends.openai_wire import Reply, chat_payload, error_text, first_token_logprobs, read_reply
+
+# Reply, read_reply and first_token_logprobs were defined here before the wire format had its own module.
+__all__ = ["OpenAIJudge", "Reply", "UpstreamUnavailable", "first_token_logprobs", "read_reply"]
 
 logger = logging.getLogger(__name__)
-
-_SNIPPET_CHARS = 200
 
 
 class UpstreamUnavailable(RuntimeError):
     """The upstream cannot serve this judge at load: unreachable, erroring, or not serving the model."""
-
-
-def _is_retryable(status: int) -> bool:
-    return status == 429 or status >= 500
 
 
 class OpenAIJudge:
@@ -143,7 +135,7 @@ class OpenAIJudge:
         except (httpx.HTTPError, JudgeFailure) as exc:
             raise UpstreamUnavailable(f"GET {url} failed: {type(exc).__name__}: {exc}") from exc
         if not response.is_success:
-            raise UpstreamUnavailable(f"GET {url} answered HTTP {response.status_code}: {_error_text(response)}")
+            raise UpstreamUnavailable(f"GET {url} answered HTTP {response.status_code}: {error_text(response)}")
         try:
             served = [entry["id"] for entry in pydantic_core.from_json(response.content)["data"]]
         except (ValueError, KeyError, TypeError) as exc:
@@ -190,7 +182,9 @@ class OpenAIJudge:
                 return url
             urls.append(url)
         try:
-            body = await self._complete(self._payload(question, urls))
+            payload = chat_payload(self.model, question.prompt, urls, self.top_logprobs)
+            attempt = partial(self._attempt, payload)
+            body = await complete_with_retries(attempt, self.retry, self.deadline_s, self.timeout_s)
             return distribution_from_logprobs(first_token_logprobs(body), question.choices)
         except JudgeFailure as failure:
             return failure
@@ -202,54 +196,7 @@ class OpenAIJudge:
             logger.exception("judge upstream answer could not be read")
             return JudgeFailure(f"upstream answer could not be read: {type(exc).__name__}")
 
-    def _payload(self, question: JudgeQuestion, urls: list[str]) -> dict[str, Any]:
-        content: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": url}} for url in urls]
-        content.append({"type": "text", "text": question.prompt})
-        return {
-            "model": self.model,
-            "messages": [{"role": "user", "content": content}],
-            "max_tokens": 1,
-            "temperature": 0,
-            "logprobs": True,
-            "top_logprobs": self.top_logprobs,
-        }
-
-    async def _complete(self, payload: dict[str, Any]) -> Any:
-        """POST the payload with retries; the parsed JSON of a 2xx answer, or JudgeFailure."""
-        deadline = time.monotonic() + self.deadline_s
-        attempt = 0
-        while True:
-            attempt += 1
-            wait_s: float | None = None
-            try:
-                response = await self._attempt(payload, deadline)
-            except (httpx.TransportError, TimeoutError) as exc:
-                cause = _transport_text(exc, self.timeout_s)
-            except httpx.HTTPError as exc:  # e.g. a body that fails to decompress: not transient
-                raise JudgeFailure(f"upstream answer unreadable: {type(exc).__name__}: {exc}") from None
-            else:
-                if response.is_success:
-                    return _parse_json(response)
-                cause = f"upstream answered HTTP {response.status_code}: {_error_text(response)}"
-                if not _is_retryable(response.status_code):
-                    raise JudgeFailure(f"{cause} (not retried)")
-                wait_s = retry_after_s(response.headers.get("Retry-After"))
-            if attempt >= self.retry.max_attempts:
-                raise JudgeFailure(f"{cause} (gave up after {attempt} attempts)")
-            if wait_s is None:
-                wait_s = self.retry.backoff_s(attempt - 1)
-            if time.monotonic() + wait_s >= deadline:
-                raise JudgeFailure(
-                    f"{cause} (gave up after {attempt} attempts: a retry in {wait_s:.2f} s "
-                    f"would pass the {self.deadline_s:.1f} s deadline)"
-                )
-            logger.warning(
-                "judge upstream attempt %d/%d failed, retrying in %.2f s: %s",
-                attempt, self.retry.max_attempts, wait_s, cause,
-            )  # fmt: skip
-            await asyncio.sleep(wait_s)
-
-    async def _attempt(self, payload: dict[str, Any], deadline: float) -> Reply:
+    async def _attempt(self, payload: dict[str, object], deadline: float) -> Reply:
         """One request, holding a slot exactly while it is outstanding, bounded in wall-clock time."""
         assert self._http is not None
         async with self._slots:
@@ -275,107 +222,3 @@ async def _encode(image: np.ndarray) -> str | JudgeFailure:
         return "data:image/png;base64," + await asyncio.to_thread(encode_image, image)
     except ValueError as exc:
         return JudgeFailure(f"an image of the question cannot be encoded: {exc}")
-
-
-def first_token_logprobs(body: Any) -> dict[str, float]:
-    """token -> logprob of the first generated token: its top_logprobs plus the token itself.
-
-    Two entries with the same text (distinct token ids that decode alike) add their probabilities.
-    Raises JudgeFailure when the body lacks `choices[0].logprobs.content[0]` or has wrong types.
-    """
-    path = "choices[0].logprobs.content[0]"
-    try:
-        first = body["choices"][0]["logprobs"]["content"][0]
-        token, logprob, top = first["token"], first["logprob"], first["top_logprobs"]
-    except (KeyError, IndexError, TypeError) as exc:
-        raise JudgeFailure(f"upstream answer lacks {path} with token, logprob, top_logprobs ({exc!r})") from None
-    if not isinstance(top, list):
-        raise JudgeFailure(f"upstream answer's {path}.top_logprobs is not a list")
-    logprobs: dict[str, float] = {}
-    for entry in top:
-        if not isinstance(entry, dict):
-            raise JudgeFailure(f"upstream answer's {path}.top_logprobs holds a non-object")
-        text, value = _token_logprob(entry.get("token"), entry.get("logprob"), path)
-        logprobs[text] = float(np.logaddexp(logprobs[text], value)) if text in logprobs else value
-    text, value = _token_logprob(token, logprob, path)
-    logprobs.setdefault(text, value)  # the sampled token is normally among the top ones already
-    return logprobs
-
-
-def _token_logprob(token: Any, logprob: Any, path: str) -> tuple[str, float]:
-    if not isinstance(token, str) or isinstance(logprob, bool) or not isinstance(logprob, int | float):
-        raise JudgeFailure(f"upstream answer's {path} has a token {_snippet(token)} with logprob {_snippet(logprob)}")
-    try:
-        value = float(logprob)  # a 400-digit integer overflows
-    except OverflowError:
-        raise JudgeFailure(f"upstream answer's {path} has an out-of-range logprob for {_snippet(token)}") from None
-    if math.isnan(value):
-        raise JudgeFailure(f"upstream answer's {path} has a NaN logprob for {_snippet(token)}")
-    return token, value
-
-
-def _snippet(value: Any) -> str:
-    """A bounded repr of something the upstream sent (a 400-digit integer has no business in a log)."""
-    if isinstance(value, int) and value.bit_length() > 64:
-        return f"<an integer of {value.bit_length()} bits>"
-    return repr(value)[:_SNIPPET_CHARS]
-
-
-@dataclass(frozen=True)
-class Reply:
-    """An upstream answer read in full: status, headers and at most `max_response_bytes` of body."""
-
-    status_code: int
-    headers: httpx.Headers
-    content: bytes
-    reason_phrase: str = ""
-
-    @property
-    def is_success(self) -> bool:
-        return 200 <= self.status_code < 300
-
-    @property
-    def text(self) -> str:
-        return self.content.decode("utf-8", errors="replace")
-
-
-async def read_reply(http: httpx.AsyncClient, request: httpx.Request, max_bytes: int) -> Reply:
-    """Send `request` and read its body, decompressed, up to `max_bytes`; a larger one is a JudgeFailure."""
-    response = await http.send(request, stream=True)
-    try:
-        chunks, size = [], 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > max_bytes:
-                raise JudgeFailure(f"upstream answer is larger than {max_bytes} bytes (not retried)")
-            chunks.append(chunk)
-    finally:
-        await response.aclose()
-    return Reply(response.status_code, response.headers, b"".join(chunks), response.reason_phrase)
-
-
-def _parse_json(response: Reply) -> Any:
-    try:
-        # pydantic-core bounds nesting depth (a deeply nested body is a ValueError, not a RecursionError).
-        return pydantic_core.from_json(response.content)
-    except ValueError:
-        snippet = response.text[:_SNIPPET_CHARS]
-        raise JudgeFailure(
-            f"upstream answered HTTP {response.status_code} with a body that is not JSON: {snippet!r}"
-        ) from None
-
-
-def _error_text(response: Reply) -> str:
-    """The message of an OpenAI ({"error": {"message"}}) or vLLM ({"message"}) error body, or a snippet."""
-    try:
-        body = pydantic_core.from_json(response.content)
-        message = body["error"]["message"] if isinstance(body.get("error"), dict) else body["message"]
-        return str(message)[:_SNIPPET_CHARS]
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return response.text[:_SNIPPET_CHARS].strip() or response.reason_phrase
-
-
-def _transport_text(exc: BaseException, timeout_s: float) -> str:
-    if isinstance(exc, TimeoutError | httpx.TimeoutException):
-        return f"upstream timed out (limit {timeout_s:g} s per attempt)"
-    return f"upstream unreachable: {type(exc).__name__}: {exc}"

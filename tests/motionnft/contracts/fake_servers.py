@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -18,6 +17,8 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
+
+from motionnft.stack import free_port
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,4 @@ def running(server: ScriptedServer) -> Iterator[ScriptedServer]:
 
 def closed_port_url() -> str:
     """A loopback URL where nothing listens, so connecting fails at once with connection refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"

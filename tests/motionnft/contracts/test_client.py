@@ -26,6 +26,7 @@ from motionnft.contracts.client import (
 )
 from motionnft.contracts.motion import MOTION_SCORE_PATH, MotionGroup, MotionScoreRequest
 from motionnft.contracts.problems import PROBLEM_MEDIA_TYPE, ServiceError, problem_type
+from motionnft.contracts.service_client import NextTry
 from tests.motionnft.contracts.fake_servers import Reply, ScriptedServer, closed_port_url, running
 
 # Tiny waits keep the suite fast while still exercising the retry path.
@@ -35,7 +36,7 @@ IMG = "aGVsbG8="  # the client never decodes images, so any base64 text will do
 
 def _scores(n: int, group_id: str | None = None) -> dict[str, Any]:
     terms = {"vector": 0.1, "direction": 0.2, "movement": 0.0, "distance": 0.3}
-    return {"id": group_id, "scores": [{"reward": 0.8, "reward_continuous": 0.77, "terms": terms}] * n}
+    return {"id": group_id, "scores": [{"reward": 0.8, "reward_continuous": 0.77, "terms": terms, "mas": 77.0}] * n}
 
 
 def _response(*groups: dict[str, Any]) -> dict[str, Any]:
@@ -295,6 +296,16 @@ def test_full_jitter_covers_the_window() -> None:
     policy = RetryPolicy(backoff_base_s=0.2, backoff_max_s=5.0)
     draws = [policy.backoff_s(10) for _ in range(2000)]
     assert 0 <= min(draws) < 0.5 and 4.5 < max(draws) <= 5.0
+
+
+def test_next_try_stops_when_out_of_attempts_or_past_the_deadline() -> None:
+    policy = RetryPolicy(max_attempts=3, backoff_base_s=0.2, backoff_max_s=0.5)
+    far = time.monotonic() + 3600.0
+    first = policy.next_try(1, None, far)
+    assert first.stop is None and 0 <= first.wait_s <= 0.2
+    assert policy.next_try(2, 7.0, far) == NextTry(7.0)  # a Retry-After replaces the jitter, uncapped
+    assert policy.next_try(3, 7.0, far) == NextTry(0.0, "attempts")
+    assert policy.next_try(1, 7.0, time.monotonic() + 5.0) == NextTry(7.0, "deadline")
 
 
 def test_retry_after_parsing() -> None:

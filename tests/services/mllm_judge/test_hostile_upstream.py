@@ -10,11 +10,7 @@ import numpy as np
 import psutil
 import pytest
 
-from motionnft.contracts.images import encode_image
-from motionnft.contracts.judge import JUDGE_SCORE_PATH
-from services.mllm_judge.app import create_app
-from services.mllm_judge.settings import MllmJudgeSettings
-from tests.fakes.chat_completions import (
+from benchmarks.fake_upstream import (
     DEFAULT_MODEL,
     Behaviour,
     ChatCompletionsUpstream,
@@ -22,6 +18,10 @@ from tests.fakes.chat_completions import (
     logprobs_from_levels,
     running_upstream,
 )
+from motionnft.contracts.images import encode_image
+from motionnft.contracts.judge import JUDGE_SCORE_PATH
+from services.mllm_judge.app import create_app
+from services.mllm_judge.settings import MllmJudgeSettings
 from tests.services.harness import in_process
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]

@@ -1,4 +1,4 @@
-"""OpenAIJudge against a fake OpenAI-compatible server over real loopback HTTP (tests/fakes).
+"""OpenAIJudge against a fake OpenAI-compatible server over real loopback HTTP (benchmarks/fake_upstream.py).
 
 Expected scores are computed by hand from the logprobs each test makes the upstream answer, so the
 whole path (request, top_logprobs parsing, renormalisation, expected value) is checked end to end.
@@ -15,12 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from motionnft.contracts.images import encode_image
-from motionnft.judge_scores import COMPARE_CHOICES, RATING_CHOICES, expected_rating
-from services.mllm_judge.backends import openai_backend
-from services.mllm_judge.backends.base import JudgeFailure, JudgeQuestion
-from services.mllm_judge.backends.openai_backend import OpenAIJudge, UpstreamUnavailable, first_token_logprobs
-from tests.fakes.chat_completions import (
+from benchmarks.fake_upstream import (
     DEFAULT_MODEL,
     Behaviour,
     ChatCompletionsUpstream,
@@ -33,6 +28,11 @@ from tests.fakes.chat_completions import (
     slow,
     without_logprobs,
 )
+from motionnft.contracts.images import encode_image
+from motionnft.judge_scores import COMPARE_CHOICES, RATING_CHOICES, expected_rating
+from services.mllm_judge.backends import openai_backend
+from services.mllm_judge.backends.base import JudgeFailure, JudgeQuestion
+from services.mllm_judge.backends.openai_backend import OpenAIJudge, UpstreamUnavailable, first_token_logprobs
 from tests.motionnft.contracts.fake_servers import closed_port_url
 
 pytestmark = pytest.mark.anyio

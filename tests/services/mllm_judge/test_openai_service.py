@@ -10,12 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from motionnft.contracts.images import encode_image
-from motionnft.contracts.judge import JUDGE_COMPARE_PATH, JUDGE_SCORE_PATH, JudgeScoreResponse
-from motionnft.judge_scores import expected_rating
-from services.mllm_judge.app import create_app
-from services.mllm_judge.settings import MllmJudgeSettings
-from tests.fakes.chat_completions import (
+from benchmarks.fake_upstream import (
     DEFAULT_MODEL,
     ChatCompletionsUpstream,
     answer,
@@ -23,6 +18,11 @@ from tests.fakes.chat_completions import (
     malformed_json,
     running_upstream,
 )
+from motionnft.contracts.images import encode_image
+from motionnft.contracts.judge import JUDGE_COMPARE_PATH, JUDGE_SCORE_PATH, JudgeScoreResponse
+from motionnft.judge_scores import expected_rating
+from services.mllm_judge.app import create_app
+from services.mllm_judge.settings import MllmJudgeSettings
 from tests.services.harness import assert_problem, in_process
 
 pytestmark = pytest.mark.anyio

@@ -65,7 +65,7 @@ async def test_several_groups_and_target_flow_cache(motion: dict[str, str]) -> N
         metrics = (await client.get("/metrics")).text
     assert [g["id"] for g in first["groups"]] == ["0", "1", "2"]
     assert first == second  # deterministic, and the cached target flow gives the same answer
-    cache = app.state.scorer.scorer.cache
+    cache = app.state.scorer.motion.cache
     assert cache.misses == 1 and cache.hits >= 1  # one target flow for 6 groups: deduplicated, then cached
     assert "reward_api_target_flow_cache_hits_total" in metrics
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -135,9 +136,10 @@ async def new_request_after_sigterm(base_url: str, motion: dict[str, str]) -> st
     return "503"
 
 
-async def test_sigterm_drains_in_flight_work_and_exits_cleanly(motion: dict[str, str]) -> None:
+async def test_sigterm_drains_in_flight_work_and_exits_cleanly(motion: dict[str, str], tmp_path: Path) -> None:
     request = slow_request()
-    with as_process("services.reward_api", env=ENV, port_variable="REWARD_API_PORT") as (base_url, process):
+    with as_process("services.reward_api", env=ENV, port_variable="REWARD_API_PORT", log_dir=tmp_path) as started:
+        base_url, process = started
         async with (
             RewardClient(base_url, retry=NO_RETRY, timeout_s=60) as client,
             httpx.AsyncClient(base_url=base_url) as probe,
@@ -155,7 +157,7 @@ async def test_sigterm_drains_in_flight_work_and_exits_cleanly(motion: dict[str,
         except subprocess.TimeoutExpired:
             pytest.fail("the process did not exit within 10 s of its in-flight work finishing")
         exited = time.monotonic()
-        log = process.stdout.read() if process.stdout else ""
+        log = (tmp_path / "reward_api.log").read_text()
     assert [len(g.scores) for g in response.groups] == [32]  # the in-flight request completed with 200
     assert code == 0, f"exit code {code}\n{log}"
     assert refused in ("503", "refused")

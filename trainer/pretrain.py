@@ -1,5 +1,6 @@
 """Supervised pretraining of the tiny FLUX.1 Kontext stand-in, so the embedded demo's policy can edit at all.
 
+This is training, not rollout, so it lives with the trainer (the workers only sample and score).
 A random tiny VAE decodes its own encodings to noise, so a random policy cannot make a visible edit
 and rewards would have nothing to rank. Pretraining therefore has two stages:
 
@@ -8,7 +9,8 @@ and rewards would have nothing to rank. Pretraining therefore has two stages:
    KL term. Then FLUX's latent normalisation is set from the data: `shift_factor` = the latents' mean,
    `scaling_factor` = 1 / their std, so the flow model sees roughly unit-variance latents.
 2. The transformer (all of it; no LoRA), by flow matching on those latents: x0 = packed latents of
-   the target, the condition = packed latents of the input (Kontext's token concatenation),
+   the target, the condition = what `FluxKontextPolicy.encode_conditions` makes of the prompt and the
+   input image (Kontext's token concatenation; the same encoding rollouts use),
    x_t = (1 - t) x0 + t n with t logit-normal, loss |v(x_t, t) - (n - x0)|^2. The guidance value is
    drawn uniformly from [1, 4] (there is no teacher to distil from, so the model learns to ignore it).
    The text encoders stay frozen and random: they still give each prompt a distinct embedding.
@@ -19,6 +21,7 @@ first and final losses). Everything is seeded; no global RNG is touched.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -28,16 +31,24 @@ from typing import Any
 
 import numpy as np
 import torch
+from diffusers import FluxKontextPipeline
 from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 from torch import Tensor
 
-from workers.policies.base import Conditions
-from workers.policies.flux_kontext import KontextPipeline, encode_images, kontext_velocity, pixels_from_uint8
+from workers.policies.base import FluxConditions
+from workers.policies.flux_kontext import (
+    FluxKontextPolicy,
+    KontextPipeline,
+    encode_images,
+    kontext_velocity,
+    pixels_from_uint8,
+)
 from workers.policies.tiny import build_tiny_kontext
 
 Pair = tuple[np.ndarray, np.ndarray, str]
 KL_WEIGHT = 1e-4  # per latent element, against a per-pixel MSE
 GUIDANCE_RANGE = (1.0, 4.0)
+ENCODE_CHUNK = 64  # images per VAE call while encoding the data set
 
 
 def as_pair(item: Any) -> Pair:
@@ -80,40 +91,45 @@ def fit_vae(
 @torch.no_grad()
 def normalise_latents(vae: AutoencoderKL, pixels: Tensor) -> tuple[float, float]:
     """Set the VAE's shift_factor / scaling_factor so its latents of `pixels` have mean 0 and std 1."""
-    latents = torch.cat([vae.encode(chunk).latent_dist.mode() for chunk in pixels.split(64)])
+    latents = torch.cat([vae.encode(chunk).latent_dist.mode() for chunk in pixels.split(ENCODE_CHUNK)])
     shift, scale = float(latents.mean()), float(1.0 / latents.std())
     vae.register_to_config(shift_factor=shift, scaling_factor=scale)
     return shift, scale
 
 
+def condition_encoder(pipeline: KontextPipeline, size: int) -> FluxKontextPolicy:
+    """A policy that encodes conditions with `pipeline`'s VAE and text encoders, exactly as rollouts do.
+
+    `FluxKontextPolicy` puts LoRA adapters on its transformer, while pretraining trains (and saves)
+    `pipeline`'s bare transformer whole, so the policy gets a copy of the transformer; encoding never
+    runs it. The VAE, text encoders, tokenizers and scheduler are `pipeline`'s own, not copies.
+    """
+    parts = {**pipeline.components, "transformer": copy.deepcopy(pipeline.transformer)}
+    return FluxKontextPolicy(FluxKontextPipeline(**parts), device="cpu", dtype=torch.float32, size=size)
+
+
 @torch.no_grad()
-def _edit_conditions(pipeline: KontextPipeline, pairs: list[Pair], size: int) -> tuple[Tensor, Conditions]:
+def _edit_conditions(pipeline: KontextPipeline, pairs: list[Pair], size: int) -> tuple[Tensor, FluxConditions]:
     """Target latents x0 and the Kontext conditions (prompts + input latents) of every pair."""
-    sources = pixels_from_uint8(np.stack([p[0] for p in pairs]), pipeline, size)
+    encoder = condition_encoder(pipeline, size)
+    conditions = FluxConditions.cat(
+        [
+            encoder.encode_conditions([p[2] for p in chunk], np.stack([p[0] for p in chunk]))
+            for chunk in _chunks(pairs, ENCODE_CHUNK)
+        ]
+    )
     targets = pixels_from_uint8(np.stack([p[1] for p in pairs]), pipeline, size)
-    max_length = min(512, pipeline.tokenizer_2.model_max_length)
-    prompt_embeds, pooled, text_ids = pipeline.encode_prompt(
-        prompt=[p[2] for p in pairs], device=torch.device("cpu"), max_sequence_length=max_length
-    )
-    channels, factor = pipeline.vae.config.latent_channels, pipeline.vae_scale_factor
-    height = width = size // factor
-    image_ids = pipeline._prepare_latent_image_ids(1, height // 2, width // 2, "cpu", torch.float32)
-    image_ids[..., 0] = 1
-    conditions = Conditions(
-        prompt_embeds=prompt_embeds,
-        pooled_prompt_embeds=pooled,
-        text_ids=text_ids,
-        image_latents=torch.cat([encode_images(pipeline, chunk) for chunk in sources.split(64)]),
-        image_ids=image_ids,
-        latent_shape=(int(channels), height, width),
-    )
-    return torch.cat([encode_images(pipeline, chunk) for chunk in targets.split(64)]), conditions
+    return torch.cat([encode_images(pipeline, chunk) for chunk in targets.split(ENCODE_CHUNK)]), conditions
+
+
+def _chunks(items: list[Pair], size: int) -> list[list[Pair]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def fit_flow(
     pipeline: KontextPipeline,
     x0: Tensor,
-    conditions: Conditions,
+    conditions: FluxConditions,
     *,
     steps: int,
     batch_size: int,

@@ -16,6 +16,10 @@ the default answer. Concurrency: with `max_concurrency` set, requests beyond it 
 semaphore (like vLLM's max-num-seqs) and `latency_s` (plus a behaviour's `delay_s`) is spent holding
 a slot; `peak_concurrency` is the most requests outstanding at once (arrived, not yet answered),
 `peak_running` the most holding a slot.
+
+In its own process (`python -m benchmarks.fake_upstream`, as `bench_judge` runs it) it binds
+FAKE_UPSTREAM_HOST:FAKE_UPSTREAM_PORT (or --host/--port), so `UPSTREAM`, a `motionnft.stack.ServiceSpec`,
+starts it in a `LocalStack` like the services, ready once `GET /v1/models` answers.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -34,8 +39,11 @@ from typing import Any
 import uvicorn
 
 from motionnft.judge_scores import RATING_CHOICES
+from motionnft.stack import ServiceSpec
 
 DEFAULT_MODEL = "fake/judge-vl"
+UPSTREAM = ServiceSpec("upstream", "benchmarks.fake_upstream", "FAKE_UPSTREAM_", ready_path="/v1/models")
+"""The fake upstream as a stack service; its OpenAI base URL is `stack.url("upstream") + "/v1"`."""
 
 
 @dataclass(frozen=True)
@@ -334,8 +342,9 @@ def main() -> None:
     """Serve a fake upstream in the foreground (for benchmarks that want it in its own process)."""
     import argparse
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8000)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--host", default=os.environ.get("FAKE_UPSTREAM_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("FAKE_UPSTREAM_PORT", "8000")))
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--latency-s", type=float, default=0.05)
     parser.add_argument("--max-concurrency", type=int, default=None)
@@ -347,7 +356,7 @@ def main() -> None:
         max_concurrency=args.max_concurrency,
         record=False,
     )
-    uvicorn.run(upstream, host="127.0.0.1", port=args.port, log_level="warning", access_log=False, lifespan="off")
+    uvicorn.run(upstream, host=args.host, port=args.port, log_level="warning", access_log=False, lifespan="off")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,100 @@
+"""The `motionnft` command: the library's commands plus those that need the rooms above it.
+
+`score` and `data` are the library's (`motionnft.cli`, which `python -m motionnft.cli` runs alone);
+`serve`, `train`, `pretrain-tiny` and `plot` are here. Each of these imports its room inside the
+function that runs it, so `motionnft score` starts without Ray, FastAPI or diffusers, and only the
+extras a command needs have to be installed. Errors are one plain line on stderr for the whole
+command (``motionnft.cli_errors.PlainErrorsGroup``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from motionnft.cli import app as library_app
+from motionnft.cli_errors import PlainErrorsGroup
+
+app = typer.Typer(
+    help="MotionNFT: motion-aware reward and RL post-training for image editing.",
+    no_args_is_help=True,
+    cls=PlainErrorsGroup,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(library_app)  # no name: `score` and `data` join this app's top level
+serve_app = typer.Typer(help="Run a MotionNFT service.", no_args_is_help=True)
+app.add_typer(serve_app, name="serve")
+
+
+@serve_app.command("reward")
+def serve_reward(
+    host: Annotated[str | None, typer.Option(help="Bind address (default REWARD_API_HOST or 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default REWARD_API_PORT or 8001).")] = None,
+) -> None:
+    """Run the motion reward API (settings from REWARD_API_* variables)."""
+    if host is not None:
+        os.environ["REWARD_API_HOST"] = host
+    if port is not None:
+        os.environ["REWARD_API_PORT"] = str(port)
+    from services.reward_api.__main__ import main
+
+    main()
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="A YAML preset under configs/.")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a setting: a.b=value (repeatable).")] = None,
+    no_resume: Annotated[bool, typer.Option(help="Ignore checkpoints in the run directory.")] = False,
+) -> None:
+    """Run (or resume) MotionNFT training; same as `python -m trainer`."""
+    from trainer.__main__ import main as train_main
+
+    train_main(
+        [
+            "--config",
+            str(config),
+            *[a for s in set_ or [] for a in ("--set", s)],
+            *(["--no-resume"] if no_resume else []),
+        ]
+    )
+
+
+@app.command("pretrain-tiny")
+def pretrain_tiny(
+    out: Annotated[Path, typer.Option(help="Where to write the diffusers directory.")] = Path(
+        "checkpoints/tiny-kontext"
+    ),
+    pairs: Annotated[int, typer.Option(help="Synthetic pairs to learn from.")] = 1200,
+    data_seed: Annotated[
+        int, typer.Option(help="Seed of the synthetic pairs (the demo uses 0: keep them apart).")
+    ] = 1000,
+    vae_steps: Annotated[int, typer.Option(help="Autoencoder steps.")] = 1500,
+    steps: Annotated[int, typer.Option(help="Flow-matching steps.")] = 3000,
+    batch_size: int = 16,
+    lr: float = 1e-3,
+    seed: int = 0,
+    size: int = 64,
+) -> None:
+    """Pre-train the embedded tiny FLUX.1 Kontext policy on synthetic motion edits (supervised flow matching)."""
+    from motionnft.data.synth import generate
+    from trainer.pretrain import pretrain_tiny as run
+
+    path = run(generate(pairs, data_seed, size), out, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+               size=size, vae_steps=vae_steps)  # fmt: skip
+    typer.echo((path / "pretrain.json").read_text())
+
+
+@app.command()
+def plot(run_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False)]) -> None:
+    """Draw a run's training curves to RUN_DIR/curves.png."""
+    from trainer.plots import plot_run
+
+    typer.echo(str(plot_run(run_dir)))
+
+
+if __name__ == "__main__":
+    app()

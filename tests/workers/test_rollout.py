@@ -1,0 +1,98 @@
+"""The rollout actor's logic without Ray or servers: a tiny policy and fake clients that speak the contract."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+import torch
+
+from motionnft.contracts.judge import JudgeGroupScores, JudgeScoreRequest, JudgeScoreResponse, RubricScore
+from motionnft.contracts.motion import EditScore, GroupScores, MotionScoreRequest, MotionScoreResponse, MotionTerms
+from motionnft.contracts.problems import ServiceError
+from tests.workers.tiny_policy import SIZE, edit_inputs, tiny_policy
+from workers.policies.base import SAMPLING, sample_seed
+from workers.policies.factory import PolicySpec
+from workers.rollout import RewardEndpoints, Rollout
+from workers.tasks import EditTask
+
+TERMS = MotionTerms(vector=0.1, direction=0.2, movement=0.0, distance=0.3)
+
+
+class FakeReward:
+    """Answers every edit with reward 0.8 and MAS 40 + its index; records the request ids."""
+
+    def __init__(self, fail_for: str | None = None) -> None:
+        self.request_ids: list[str | None] = []
+        self.fail_for = fail_for
+
+    async def score(self, request: MotionScoreRequest, request_id: str | None = None) -> MotionScoreResponse:
+        self.request_ids.append(request_id)
+        group = request.groups[0]
+        if self.fail_for and self.fail_for in (group.id or ""):
+            raise ServiceError(503, None, "reward API down")
+        scores = [
+            EditScore(reward=0.8, reward_continuous=0.81, terms=TERMS, mas=40.0 + k) for k in range(len(group.edits))
+        ]
+        return MotionScoreResponse(groups=[GroupScores(id=group.id, scores=scores)], flow_backend="fake",
+                                   reward_version="fake/1")  # fmt: skip
+
+
+class FakeJudge:
+    async def score(self, request: JudgeScoreRequest, request_id: str | None = None) -> JudgeScoreResponse:
+        group = request.groups[0]
+        rating = RubricScore(score=0.6, raw=3.0, levels=[0, 0, 0, 1.0, 0, 0])
+        scores: list[dict[str, RubricScore]] = [{"edit": rating} for _ in group.edits]
+        return JudgeScoreResponse(groups=[JudgeGroupScores(id=group.id, scores=scores)], backend="fake", model="fake",
+                                  is_language_model=False, rubrics={"edit": "edit/1"})  # fmt: skip
+
+
+class FakeRollout(Rollout):
+    def __init__(self, reward: FakeReward, **kwargs: Any) -> None:
+        super().__init__(PolicySpec(), RewardEndpoints(), size=SIZE, samples_per_prompt=3, run_seed=7,
+                         policy_factory=tiny_policy, **kwargs)  # fmt: skip
+        self.fake_reward = reward
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[tuple[Any, Any]]:
+        yield self.fake_reward, FakeJudge()
+
+
+def tasks(n: int = 2) -> list[EditTask]:
+    prompts, images = edit_inputs(n)
+    return [EditTask(f"p{i}", prompts[i], images[i], images[(i + 1) % n]) for i in range(n)]
+
+
+def test_a_rollout_samples_k_edits_per_prompt_with_their_rewards_and_seeds() -> None:
+    reward = FakeReward()
+    rollout = FakeRollout(reward)
+    batch = rollout.rollout(tasks(), epoch=4, keep_images=True)
+    assert [g.task.prompt_id for g in batch.groups] == ["p0", "p1"] and not batch.dropped
+    first = batch.groups[0]
+    assert first.seeds == [sample_seed(7, 4, "p0", k) for k in range(3)]
+    assert first.latents.shape[0] == 3 and first.images is not None and first.images.shape == (3, SIZE, SIZE, 3)
+    assert first.rewards.motion == [0.8] * 3 and first.rewards.judge == [0.6] * 3
+    assert first.rewards.mas == [40.0, 41.0, 42.0]
+    assert reward.request_ids == ["e4-p0-v0-motion", "e4-p1-v0-motion"]  # traceable to epoch, prompt, version
+    assert batch.sample_s > 0 and batch.total_s >= batch.sample_s
+    learner_view = first.for_learner()
+    assert learner_view.prompt_id == "p0" and not hasattr(learner_view, "images")
+
+
+def test_a_group_without_rewards_is_dropped_never_scored() -> None:
+    batch = FakeRollout(FakeReward(fail_for="p1")).rollout(tasks(), epoch=0)
+    assert [g.task.prompt_id for g in batch.groups] == ["p0"]
+    assert [d.prompt_id for d in batch.dropped] == ["p1"] and "reward API down" in batch.dropped[0].reason
+    assert batch.groups[0].images is None  # kept only when asked
+
+
+def test_new_sampling_weights_change_the_samples_and_the_version() -> None:
+    rollout = FakeRollout(FakeReward())
+    before = rollout.rollout(tasks(1), epoch=0).groups[0].latents
+    state = {k: v + 0.05 * torch.randn_like(v) for k, v in rollout.policy.adapter_state(SAMPLING).items()}
+    assert rollout.set_sampling_weights((3, state)) == 3
+    after = rollout.rollout(tasks(1), epoch=0).groups[0]
+    assert after.policy_version == 3 and not torch.equal(before, after.latents)
+    assert np.isfinite(after.latents.numpy()).all()
