@@ -70,7 +70,13 @@ def score(
         "flow_backend": scorer.estimator.name,
         "reward_version": scorer.params.version,
         "edits": [
-            {"edit": str(path), "reward": r.reward, "reward_continuous": r.reward_continuous, "terms": r.terms}
+            {
+                "edit": str(path),
+                "reward": r.reward,
+                "reward_continuous": r.reward_continuous,
+                "terms": r.terms,
+                "mas": r.mas,
+            }
             for path, r in zip(edit, rewards, strict=True)
         ],
     }

@@ -42,6 +42,7 @@ def test_score_prints_json_and_draws_flows(tmp_path: Path) -> None:
     assert report["flow_backend"] == "opencv-dis-medium"
     exact, static = report["edits"]
     assert exact["reward_continuous"] > static["reward_continuous"]
+    assert exact["mas"] > static["mas"] and 0 <= static["mas"] <= exact["mas"] <= 100
     assert set(exact["terms"]) == {"vector", "direction", "movement", "distance"}
     with Image.open(picture) as image:  # 2 rows (edits) x 3 columns (edit, target, difference)
         assert image.width > 3 * 96 and image.height > 2 * 96
