@@ -7,7 +7,7 @@ along the token axis, with position ids whose first coordinate is 1 (0 for the n
 transformer's output is sliced back to the noisy tokens. FLUX.1 Kontext dev is guidance-distilled:
 the guidance scale goes in through the transformer's guidance embedding (no second CFG pass).
 Images are square, `size` x `size` (inputs are resized to it). The module-level functions are the
-model's forward pieces without adapters; `workers.pretrain` uses them on the bare base model.
+model's forward pieces without adapters; `trainer.pretrain` uses them on the bare base model.
 """
 
 from __future__ import annotations

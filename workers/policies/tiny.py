@@ -4,7 +4,7 @@
 
 - `AutoencoderKL`: 3 resolution levels (factor 4: a 64x64 image is a 16x16x4 latent, 8x8 = 64 tokens
   once packed 2x2), no quant convs (like FLUX's VAE), `shift_factor` 0 / `scaling_factor` 1 until
-  `workers.pretrain` fits it and sets them from the data.
+  `trainer.pretrain` fits it and sets them from the data.
 - `FluxTransformer2DModel`: inner width 64 (4 heads of 16), 2 double-stream + 2 single-stream
   blocks, guidance embedding on (like FLUX.1 Kontext dev), in_channels 16 = 4 latent channels x 2x2.
 - `CLIPTextModel` (width 32, 1 layer) with a byte-level `CLIPTokenizer` (the GPT-2 byte table, no
