@@ -29,7 +29,6 @@ import json
 import math
 import os
 import threading
-import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -38,6 +37,7 @@ from typing import Any
 
 import uvicorn
 
+from benchmarks.threaded_server import ThreadedServer
 from motionnft.judge_scores import RATING_CHOICES
 from motionnft.stack import ServiceSpec
 
@@ -312,30 +312,10 @@ async def _read_body(receive: Any) -> bytes:
 def running_upstream(upstream: ChatCompletionsUpstream) -> Iterator[str]:
     """Serve `upstream` with uvicorn on 127.0.0.1 (free port) in a background thread; yield `.../v1`."""
     upstream._slots = None  # a semaphore belongs to one event loop; the server thread makes its own
-    config = uvicorn.Config(
-        upstream,
-        host="127.0.0.1",
-        port=0,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=1,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="fake-chat-completions", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("fake chat-completions server did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    upstream.base_url = f"http://127.0.0.1:{port}/v1"
-    try:
+    with ThreadedServer(upstream, lifespan="off", name="fake-chat-completions", start_timeout_s=10,
+                        stop_timeout_s=5) as url:  # fmt: skip
+        upstream.base_url = f"{url}/v1"
         yield upstream.base_url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=5)
 
 
 def main() -> None:

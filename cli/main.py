@@ -16,14 +16,9 @@ from typing import Annotated
 import typer
 
 from motionnft.cli import app as library_app
-from motionnft.cli_errors import PlainErrorsGroup
+from motionnft.cli_errors import plain_typer
 
-app = typer.Typer(
-    help="MotionNFT: motion-aware reward and RL post-training for image editing.",
-    no_args_is_help=True,
-    cls=PlainErrorsGroup,
-    pretty_exceptions_enable=False,
-)
+app = plain_typer("MotionNFT: motion-aware reward and RL post-training for image editing.")
 app.add_typer(library_app)  # no name: `score` and `data` join this app's top level
 serve_app = typer.Typer(help="Run a MotionNFT service.", no_args_is_help=True)
 app.add_typer(serve_app, name="serve")

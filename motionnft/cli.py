@@ -17,17 +17,12 @@ from typing import Annotated
 
 import typer
 
-from motionnft.cli_errors import PlainErrorsGroup
+from motionnft.cli_errors import plain_typer
 from motionnft.contracts.images import DecodedImage, ImageError, decode_image_bytes
 from motionnft.data.cli import data_app
 from motionnft.data.records import MAX_IMAGE_FILE_BYTES, FileReadError, read_file_bounded
 
-app = typer.Typer(
-    help="MotionNFT's library commands: score edits, make and check datasets (`motionnft` has every command).",
-    no_args_is_help=True,
-    cls=PlainErrorsGroup,
-    pretty_exceptions_enable=False,
-)
+app = plain_typer("MotionNFT's library commands: score edits, make and check datasets (`motionnft` has every command).")
 app.add_typer(data_app, name="data")
 
 ImagePath = Annotated[Path, typer.Option(exists=True, dir_okay=False, readable=True)]

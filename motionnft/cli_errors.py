@@ -35,6 +35,11 @@ def fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
+def plain_typer(help: str) -> typer.Typer:
+    """A typer app whose errors are one plain line (`PlainErrorsGroup`) and whose tracebacks are Python's."""
+    return typer.Typer(help=help, no_args_is_help=True, cls=PlainErrorsGroup, pretty_exceptions_enable=False)
+
+
 class PlainErrorsGroup(TyperGroup):
     """A typer group whose errors are one plain line; use as ``typer.Typer(cls=PlainErrorsGroup)``.
 

@@ -24,7 +24,6 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -33,6 +32,7 @@ from motionnft.caching import LRUCache
 from motionnft.contracts.images import DecodedImage
 from motionnft.flow import FlowEstimator
 from motionnft.motion import MASParams, MotionReward, MotionRewardParams, motion_alignment, motion_alignment_score
+from motionnft.resizing import shrink_to_fit
 
 Size = tuple[int, int]  # (H, W) pixels
 CacheKey = tuple[str, str, int, int]  # (source digest, target digest, H, W)
@@ -90,12 +90,8 @@ def fit_within(image: DecodedImage, max_side: int) -> DecodedImage:
 
     Returns `image` itself when it already fits, so applying it twice changes nothing.
     """
-    height, width = image.size
-    if max(height, width) <= max_side:
-        return image
-    scale = max_side / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))  # cv2 wants (W, H)
-    return replace(image, pixels=cv2.resize(image.pixels, size, interpolation=cv2.INTER_AREA))
+    pixels = shrink_to_fit(image.pixels, max_side)
+    return image if pixels is image.pixels else replace(image, pixels=pixels)
 
 
 def target_flow_bytes(key: CacheKey, flow: torch.Tensor) -> int:

@@ -10,6 +10,7 @@ frozen and forbids unknown fields; `to_yaml` writes the resolved config that `fr
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from motionnft.data.records import read_file_bounded
+from trainer.nft import NFTLossParams
 from workers.policies.factory import PolicySpec
 from workers.rollout import RewardEndpoints
 
@@ -149,6 +151,10 @@ class NFTConfig(_Frozen):
     adv_clip: float = Field(default=5.0, gt=0)
     ban_std: float = Field(default=0.05, ge=0)
     ban_mean: float = Field(default=0.9)
+
+    def loss_params(self) -> NFTLossParams:
+        """The loss's own constants, read from the fields of the same names."""
+        return NFTLossParams(**{f.name: getattr(self, f.name) for f in dataclasses.fields(NFTLossParams)})
 
 
 class RayConfig(_Frozen):

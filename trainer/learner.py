@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from trainer.config import NFTConfig, OptimConfig
-from trainer.nft import NFTLossParams, interpolate, nft_loss
+from trainer.nft import interpolate, nft_loss
 from trainer.schedules import EMA, old_decay
 from workers.policies.base import SAMPLING, TRAINABLE, Policy
 from workers.policies.factory import PolicySpec, build_policy
@@ -46,8 +46,7 @@ class Learner:
         torch.set_num_threads(1)
         self.policy = policy_factory() if policy_factory else build_policy(policy, size=size, device=device)
         self.spec, self.optim = policy, optim
-        self.nft = NFTLossParams(form=nft.form, beta=nft.beta, kl_weight=nft.kl_weight, loss_scale=nft.loss_scale,
-                                 adaptive_eps=nft.adaptive_eps)  # fmt: skip
+        self.nft = nft.loss_params()
         self.guidance = policy.guidance or 0.0
         self.parameters = [p for p in self.policy.trainable_parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(

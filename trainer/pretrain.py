@@ -79,13 +79,18 @@ def fit_vae(
         reconstruction = vae.decode(latents).sample
         kl = posterior.kl().mean() / posterior.mean[0].numel()
         loss = torch.nn.functional.mse_loss(reconstruction, batch) + KL_WEIGHT * kl
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        optimizer.step()
-        losses.append(loss.item())
+        losses.append(_step(optimizer, vae.parameters(), loss))
     vae.eval().requires_grad_(False)
     return losses
+
+
+def _step(optimizer: torch.optim.Optimizer, parameters: Iterable[Tensor], loss: Tensor) -> float:
+    """One clipped (grad norm 1) optimizer step on `loss`; returns the loss as a float."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+    optimizer.step()
+    return loss.item()
 
 
 @torch.no_grad()
@@ -151,11 +156,7 @@ def fit_flow(
         guidance = low + (high - low) * float(torch.rand((), generator=generator))
         velocity = kontext_velocity(pipeline, x_t, t, cond, guidance).float()
         loss = torch.nn.functional.mse_loss(velocity, noise - clean)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
-        optimizer.step()
-        losses.append(loss.item())
+        losses.append(_step(optimizer, transformer.parameters(), loss))
     transformer.eval().requires_grad_(False)
     return losses
 

@@ -12,19 +12,14 @@ from typing import Annotated
 
 import typer
 
-from motionnft.cli_errors import PlainErrorsGroup, fail
+from motionnft.cli_errors import fail, plain_typer
 from motionnft.data.formats import DatasetFormatError, load_dataset
 from motionnft.data.records import Preprocess
 from motionnft.data.synth import CATEGORIES, generate
 from motionnft.data.synth_io import split, write_dataset
 from motionnft.data.validation import validate
 
-data_app = typer.Typer(
-    help="MotionEdit datasets: make a synthetic one, validate any.",
-    no_args_is_help=True,
-    cls=PlainErrorsGroup,  # one-line errors when this app is run on its own, as under `motionnft data`
-    pretty_exceptions_enable=False,
-)
+data_app = plain_typer("MotionEdit datasets: make a synthetic one, validate any.")
 
 EXIT_PROBLEMS = 1
 EXIT_UNREADABLE = 2

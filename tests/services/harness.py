@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
-import uvicorn
 from fastapi import FastAPI
 
+from benchmarks.threaded_server import ThreadedServer
 from motionnft.contracts.problems import PROBLEM_MEDIA_TYPE
 from motionnft.stack import LocalStack, ServiceSpec
 from motionnft.stack import free_port as free_port  # re-exported: tests take a closed port from here
@@ -47,24 +46,10 @@ async def wait_until_ready(client: httpx.AsyncClient, timeout_s: float = 30.0) -
 
 @contextmanager
 def in_thread(app: FastAPI) -> Iterator[str]:
-    """uvicorn serving the app on 127.0.0.1 (free port) in a background thread; yields the base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    base_url = f"http://127.0.0.1:{port}"
-    try:
+    """uvicorn serving the app on 127.0.0.1 (free port) in a background thread; yields the base URL once ready."""
+    with ThreadedServer(app) as base_url:
         _wait_ready_sync(base_url)
         yield base_url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from trainer.config import (
     ConfigError,
+    NFTConfig,
     RunConfig,
     TrainConfig,
     config_from_mapping,
@@ -19,6 +20,7 @@ from trainer.config import (
     load_config,
     to_yaml,
 )
+from trainer.nft import NFTLossParams
 from workers.policies.base import LORA_INIT
 from workers.policies.flux_kontext import LORA_TARGETS
 
@@ -221,3 +223,9 @@ def test_values_the_code_cannot_honour_are_refused_at_load(override: str, field:
 def test_lora_init_names_map_to_peft_explicitly() -> None:
     assert load_config(None, ["policy.lora.init=zeros"]).policy.lora.init == "zeros"
     assert LORA_INIT == {"gaussian": "gaussian", "zeros": True, "random": False}
+
+
+def test_the_nft_section_gives_the_loss_its_constants() -> None:
+    assert NFTConfig().loss_params() == NFTLossParams()  # the defaults agree
+    changed = load_config(None, ["nft.beta=0.5", "nft.form=paper"]).nft.loss_params()
+    assert (changed.beta, changed.form) == (0.5, "paper")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import uvicorn
 
+from benchmarks.threaded_server import ThreadedServer
 from motionnft.data.synth import generate, split, write_dataset
 from services.mllm_judge.app import create_app as create_judge
 from services.mllm_judge.settings import MllmJudgeSettings
@@ -82,19 +82,14 @@ class StoppableJudge:
     """The judge under uvicorn in a thread, which a test can kill while training runs."""
 
     def __init__(self) -> None:
-        config = uvicorn.Config(create_judge(MllmJudgeSettings()), host="127.0.0.1", port=0, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.01)
-        self.url = f"http://127.0.0.1:{self.server.servers[0].sockets[0].getsockname()[1]}"
+        self.server = ThreadedServer(create_judge(MllmJudgeSettings()))
+        self.url = self.server.start()
 
     def kill_after_epoch(self, metrics: Path, epoch: int) -> None:
         def watch() -> None:
             while not any(r["epoch"] == epoch for r in MetricsLog(metrics).read()):
                 time.sleep(0.01)
-            self.server.should_exit = True
+            self.server.stop()
 
         threading.Thread(target=watch, daemon=True).start()
 

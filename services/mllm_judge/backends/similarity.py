@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from skimage.metrics import structural_similarity
 
+from motionnft.resizing import fit_size, resize_area
 from services.mllm_judge.backends.base import Answer, JudgeFailure, JudgeQuestion
 
 COMPARE_TEMPERATURE = 0.02  # an SSIM gap of 0.02 is odds of e : 1
@@ -36,13 +37,8 @@ def luminance(image: np.ndarray) -> np.ndarray:
 
 def similarity(edit: np.ndarray, target: np.ndarray) -> float:
     """SSIM of the two luminances, in [-1, 1], at the edit's size shrunk to fit MAX_SIDE (area)."""
-    height, width = edit.shape[:2]
-    scale = min(1.0, MAX_SIDE / max(height, width))
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))  # cv2 wants (W, H)
-    if edit.shape[:2] != size[::-1]:
-        edit = cv2.resize(edit, size, interpolation=cv2.INTER_AREA)
-    if target.shape[:2] != size[::-1]:
-        target = cv2.resize(target, size, interpolation=cv2.INTER_AREA)
+    size = fit_size(edit.shape[0], edit.shape[1], MAX_SIDE)
+    edit, target = resize_area(edit, size), resize_area(target, size)
     return float(structural_similarity(luminance(edit), luminance(target), data_range=1.0))
 
 

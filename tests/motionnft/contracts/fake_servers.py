@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request, Response
 
+from benchmarks.threaded_server import ThreadedServer
 from motionnft.stack import free_port
 
 
@@ -90,25 +90,9 @@ class ScriptedServer:
 @contextmanager
 def running(server: ScriptedServer) -> Iterator[ScriptedServer]:
     """Serve `server.app` on 127.0.0.1 at a free port in a background thread; stop it on exit."""
-    config = uvicorn.Config(
-        server.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", timeout_graceful_shutdown=1
-    )
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, name="scripted-server", daemon=True)
-    thread.start()
-    for _ in range(500):
-        if uv.started:
-            break
-        threading.Event().wait(0.01)
-    else:
-        raise RuntimeError("scripted server did not start within 5 s")
-    port = uv.servers[0].sockets[0].getsockname()[1]
-    server.base_url = f"http://127.0.0.1:{port}"
-    try:
+    with ThreadedServer(server.app, lifespan="off", name="scripted-server", start_timeout_s=5, stop_timeout_s=5) as url:
+        server.base_url = url
         yield server
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=5)
 
 
 def closed_port_url() -> str:
