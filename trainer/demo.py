@@ -11,7 +11,6 @@ stopped on success, failure or Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -24,10 +23,10 @@ from typing import Any
 from motionnft.bench.statistics import paired_bootstrap_ci
 from motionnft.data.synth import generate, split, write_dataset
 from motionnft.progress import StepProgress
-from motionnft.stack import MLLM_JUDGE, REWARD_API, LocalStack, free_port
-from trainer.config import TrainConfig, load_config
+from motionnft.stack import MLLM_JUDGE, REWARD_API, LocalStack
+from trainer.config import load_config
 from trainer.grid import save_grid
-from trainer.loop import train, wait_for_services
+from trainer.loop import train
 from trainer.metrics import MetricsLog
 from trainer.plots import plot_run
 
@@ -81,12 +80,10 @@ def main(argv: list[str] | None = None) -> None:
         progress.stage("data")
         train_path, eval_path = make_data(run_dir / "data", args.pairs, 0, 0.2)
         progress.advance({"pairs": args.pairs})
-        reward_port, judge_port = free_port(), free_port()
-        overrides = [f"run.out_dir={run_dir}", f"data.train_path={train_path}", f"data.eval_path={eval_path}",
-                     f"reward.reward_url=http://127.0.0.1:{reward_port}",
-                     f"reward.judge_url=http://127.0.0.1:{judge_port}", *args.overrides]  # fmt: skip
-        config = load_config(args.config, overrides)
-        run_with_services(config, run_dir, reward_port, judge_port, progress)
+        base = [f"run.out_dir={run_dir}", f"data.train_path={train_path}", f"data.eval_path={eval_path}",
+                *args.overrides]  # fmt: skip
+        load_config(args.config, base)  # a bad --set fails now, before any service starts
+        run_with_services(args.config, base, run_dir, progress)
         progress.stage("summary")
         summary = summarise(run_dir) | {"wall_s": round(time.perf_counter() - started, 1)}
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -98,16 +95,17 @@ def main(argv: list[str] | None = None) -> None:
     print(table(summary))
 
 
-def run_with_services(
-    config: TrainConfig, run_dir: Path, reward_port: int, judge_port: int, progress: StepProgress
-) -> None:
-    """Start both services, wait until they are ready, train; the services stop however it ends."""
+def run_with_services(config_path: Path, overrides: list[str], run_dir: Path, progress: StepProgress) -> None:
+    """Start both services (ready before it returns), train against them; they stop however it ends.
+
+    The services pick their own free ports, so the config is completed with their URLs here.
+    """
     quiet = {"OMP_NUM_THREADS": "1"}  # logs go to run_dir/reward_api.log and run_dir/mllm_judge.log
-    specs = [replace(REWARD_API, port=reward_port, env={**quiet, "REWARD_API_FLOW_THREADS": "1"}),
-             replace(MLLM_JUDGE, port=judge_port, env=quiet)]  # fmt: skip
+    specs = [replace(REWARD_API, env={**quiet, "REWARD_API_FLOW_THREADS": "1"}), replace(MLLM_JUDGE, env=quiet)]
     progress.stage("services")
-    with LocalStack(specs, log_dir=run_dir, ready_timeout_s=120, stop_timeout_s=20):
-        asyncio.run(wait_for_services(config))
+    with LocalStack(specs, log_dir=run_dir, ready_timeout_s=120, stop_timeout_s=20) as stack:
+        urls = [f"reward.reward_url={stack.url(REWARD_API.name)}", f"reward.judge_url={stack.url(MLLM_JUDGE.name)}"]
+        config = load_config(config_path, [*overrides, *urls])
         progress.advance()
         progress.stage("train")
         try:
