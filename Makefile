@@ -7,8 +7,10 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export OMP_NUM_THREADS ?= 1
+# A local Ray on loopback: Ray reads this once, when it is imported, so it is set before Python starts.
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
 
-.PHONY: install test demo run run-judge lint bench-reward bench-judge clean
+.PHONY: install test demo run run-judge lint bench-reward bench-judge clean images images-trainer
 
 install: $(STAMP)
 
@@ -41,6 +43,16 @@ bench-reward: $(STAMP)
 
 bench-judge: $(STAMP)
 	$(PY) -m benchmarks.bench_judge --out docs/benchmarks.md
+
+# Container images, built for real without a Docker engine: Debian's buildah (vfs, chroot) on a
+# Debian base made with mmdebstrap; each service image is started until /readyz answers. Needs root,
+# buildah and mmdebstrap; sizes go to docs/images.md. See docker/README.md.
+images:
+	$(PYTHON) docker/build_images.py
+
+# The trainer image (CUDA torch, Ray, diffusers: an estimated 8 GB; not yet built on this machine).
+images-trainer:
+	$(PYTHON) docker/build_images.py trainer
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

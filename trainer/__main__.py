@@ -6,8 +6,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from trainer.config import load_config
-from trainer.loop import train
+from motionnft.cli_errors import echo_error
+from trainer.config import ConfigError, load_config
+from trainer.loop import RunStopped, TooManyDrops, train
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -18,8 +19,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-resume", action="store_true", help="Ignore checkpoints in the run directory.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    config = load_config(args.config, args.overrides)
-    run_dir = train(config, resume=not args.no_resume)
+    try:
+        config = load_config(args.config, args.overrides)
+    except ConfigError as exc:
+        echo_error(str(exc))
+        raise SystemExit(2) from None
+    try:
+        run_dir = train(config, resume=not args.no_resume)
+    except (RunStopped, TooManyDrops) as exc:
+        # One line and a failing status: a RayJob (or a shell loop) re-runs the entrypoint to resume.
+        echo_error(str(exc))
+        raise SystemExit(1) from None
     print(f"run directory: {run_dir}")
 
 

@@ -158,10 +158,31 @@ class NFTConfig(_Frozen):
 
 
 class RayConfig(_Frozen):
-    address: str | None = Field(default=None, description="None = a local ray.init().")
+    """Where the run's actors go. On a cluster the worker groups declare custom resources (a RayJob's
+    `rollout` and `learner` groups) and the actors ask for them, so this config alone decides which
+    nodes run which role. Rollout actors take a GPU when `policy.device` is CUDA, the learner when
+    `learner_device` is."""
+
+    address: str | None = Field(default=None, description="None = a local ray.init(); 'auto' = this node's cluster.")
     num_rollout_actors: int = Field(default=1, gt=0)
     learner_device: str = "cpu"
-    num_cpus: int | None = Field(default=None, gt=0)
+    num_cpus: int | None = Field(default=None, gt=0, description="CPUs of a local Ray (ignored on a cluster).")
+    rollout_resources: dict[str, float] = Field(default_factory=dict, description="Custom resources per rollout actor.")
+    learner_resources: dict[str, float] = Field(default_factory=dict, description="Custom resources of the learner.")
+    # A real model loads for minutes; a missing resource never places at all. Both end in an error.
+    placement_timeout_s: float = Field(default=900.0, gt=0, description="Actors placed and loaded within, s.")
+    call_timeout_s: float = Field(default=3600.0, gt=0, description="Longest wait on any one actor call, s.")
+
+    @field_validator("rollout_resources", "learner_resources")
+    @classmethod
+    def _check_resources(cls, resources: dict[str, float]) -> dict[str, float]:
+        # CPU and GPU come from num_cpus/num_gpus; Ray refuses them as custom resources.
+        reserved = {"CPU", "GPU", "memory", "object_store_memory"} & set(resources)
+        if reserved:
+            raise ValueError(f"{sorted(reserved)} are not custom resources (set the device instead)")
+        if any(not math.isfinite(v) or v <= 0 for v in resources.values()):
+            raise ValueError(f"resource amounts must be finite and > 0, got {resources}")
+        return resources
 
 
 class TrainConfig(_Frozen):

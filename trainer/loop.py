@@ -8,6 +8,8 @@ Metrics go to `<run_dir>/metrics.jsonl`, one line per epoch; checkpoints resume 
 from __future__ import annotations
 
 import asyncio
+import copy
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +21,7 @@ import torch
 
 from motionnft.contracts.client import JudgeClient, RewardClient
 from motionnft.progress import Metric, StepProgress
-from trainer.actors import RunActors, start_actors
+from trainer.actors import ActorLost, RunActors, start_actors
 from trainer.advantages import BanList, combine_rewards, group_advantages, saturated
 from trainer.checkpoints import TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
 from trainer.config import TrainConfig, to_yaml
@@ -35,6 +37,10 @@ class TooManyDrops(RuntimeError):
     """More groups lost their rewards than the config allows: the services are not healthy."""
 
 
+class RunStopped(RuntimeError):
+    """An actor was lost (its node died, it crashed or it hung); says which checkpoint the run resumes from."""
+
+
 def train(config: TrainConfig, *, resume: bool = True) -> Path:
     """Run (or resume) the configured number of epochs; returns the run directory."""
     run_dir = Path(config.run.out_dir)
@@ -43,6 +49,7 @@ def train(config: TrainConfig, *, resume: bool = True) -> Path:
     train_tasks, eval_tasks = load_tasks(config)
     asyncio.run(wait_for_services(config))
     actors = start_actors(config)
+    (run_dir / "placement.json").write_text(json.dumps([p.to_json() for p in actors.placements], indent=1))
     try:
         return _run(config, run_dir, actors, train_tasks, eval_tasks, resume)
     finally:
@@ -65,42 +72,89 @@ def _run(
     order = torch.randperm(len(train_tasks), generator=torch.Generator().manual_seed(config.run.seed)).tolist()
     # A bar on a terminal; in logs one line per epoch (the whole record is in metrics.jsonl).
     with StepProgress("epoch", total=config.run.epochs, completed=state.epoch, logger=log) as progress:
-        if state.epoch == 0:
-            progress.stage("evaluate")
-            before = evaluate(actors, eval_tasks, actors.ema_weights(), run_dir / "eval-00000.npz")
-            metrics.write({"epoch": 0, "eval": before})
-        for epoch in range(state.epoch, config.run.epochs):
-            timer = StageTimer()
-            stage = partial(_stage, timer, progress)
-            with stage("sample"):
-                tasks = _next_tasks(train_tasks, order, state, bans, config.data.prompts_per_epoch)
-                batches = actors.rollout(tasks, epoch)
-            groups = [g for b in batches for g in b.groups]
-            dropped = [d for b in batches for d in b.dropped]
-            _check_drops(len(dropped), len(tasks), config.reward.max_drop_fraction)
-            record: dict[str, Any] = {"epoch": epoch + 1}
-            if groups:  # every group dropped: nothing to learn from, and no reward is invented
-                with stage("advantages"):
-                    weights, valid, reward_metrics = _advantages(groups, bans, config)
-                with stage("update"):
-                    record |= reward_metrics | actors.train_epoch(groups, weights, valid)
-                with stage("sync"):
-                    actors.sync()
-            if (epoch + 1) % config.run.eval_every == 0 or epoch + 1 == config.run.epochs:
-                with stage("evaluate"):
-                    saved = run_dir / f"eval-{epoch + 1:05d}.npz"
-                    record["eval"] = evaluate(actors, eval_tasks, actors.ema_weights(), saved)
-            state.epoch, state.banned = epoch + 1, bans.to_list()
-            state.dropped_total += len(dropped)
-            if config.run.checkpoint_every and (epoch + 1) % config.run.checkpoint_every == 0:
-                with stage("checkpoint"):
-                    save_checkpoint(run_dir, state, actors.learner_state(), to_yaml(config))
-            record |= {"dropped": len(dropped), "dropped_total": state.dropped_total, "banned": len(state.banned),
-                       "stage_s": timer.seconds, **_rollout_times(batches)}  # fmt: skip
-            metrics.write(record)
-            log.debug("epoch %d: %s", epoch + 1, {k: v for k, v in record.items() if not isinstance(v, dict)})
-            progress.advance(_headline(record))
+        last_finished = copy.deepcopy(state)  # what a checkpoint of the last finished epoch holds
+        try:
+            if state.epoch == 0:
+                progress.stage("evaluate")
+                before = evaluate(actors, eval_tasks, actors.ema_weights(), run_dir / "eval-00000.npz")
+                metrics.write({"epoch": 0, "eval": before})
+            for epoch in range(state.epoch, config.run.epochs):
+                record = _epoch(epoch, config, run_dir, actors, train_tasks, eval_tasks, order, state, bans, progress)
+                metrics.write(record)
+                log.debug("epoch %d: %s", epoch + 1, {k: v for k, v in record.items() if not isinstance(v, dict)})
+                progress.advance(_headline(record))
+                last_finished = copy.deepcopy(state)
+        except ActorLost as exc:
+            raise RunStopped(_stopped_at(exc, run_dir, last_finished, actors, config)) from exc
     return run_dir
+
+
+def _epoch(
+    epoch: int,
+    config: TrainConfig,
+    run_dir: Path,
+    actors: RunActors,
+    train_tasks: list[EditTask],
+    eval_tasks: list[EditTask],
+    order: list[int],
+    state: TrainerState,
+    bans: BanList,
+    progress: StepProgress,
+) -> dict[str, Any]:
+    """One epoch's stages; advances `state` and `bans`, returns the epoch's metrics record."""
+    timer = StageTimer()
+    stage = partial(_stage, timer, progress)
+    try:
+        with stage("sample"):
+            tasks = _next_tasks(train_tasks, order, state, bans, config.data.prompts_per_epoch)
+            batches = actors.rollout(tasks, epoch)
+    except ActorLost as exc:
+        exc.learner_intact = True  # nothing has reached the learner yet this epoch
+        raise
+    groups = [g for b in batches for g in b.groups]
+    dropped = [d for b in batches for d in b.dropped]
+    actors.count_groups(len(groups), len(dropped))
+    _check_drops(len(dropped), len(tasks), config.reward.max_drop_fraction)
+    record: dict[str, Any] = {"epoch": epoch + 1}
+    if groups:  # every group dropped: nothing to learn from, and no reward is invented
+        with stage("advantages"):
+            weights, valid, reward_metrics = _advantages(groups, bans, config)
+        with stage("update"):
+            record |= reward_metrics | actors.train_epoch(groups, weights, valid)
+        with stage("sync"):
+            actors.sync()
+    if (epoch + 1) % config.run.eval_every == 0 or epoch + 1 == config.run.epochs:
+        with stage("evaluate"):
+            saved = run_dir / f"eval-{epoch + 1:05d}.npz"
+            record["eval"] = evaluate(actors, eval_tasks, actors.ema_weights(), saved)
+    state.epoch, state.banned = epoch + 1, bans.to_list()
+    state.dropped_total += len(dropped)
+    if config.run.checkpoint_every and (epoch + 1) % config.run.checkpoint_every == 0:
+        with stage("checkpoint"):
+            save_checkpoint(run_dir, state, actors.learner_state(), to_yaml(config))
+    return record | {"dropped": len(dropped), "dropped_total": state.dropped_total, "banned": len(state.banned),
+                     "stage_s": timer.seconds, **_rollout_times(batches)}  # fmt: skip
+
+
+def _stopped_at(exc: ActorLost, run_dir: Path, state: TrainerState, actors: RunActors, config: TrainConfig) -> str:
+    """The message to stop with, after checkpointing the last finished epoch `state` where that is sound.
+
+    Sound only while the learner still holds exactly that epoch's weights: the actor was lost while
+    sampling (a lost learner, or one lost after the update, leaves the latest checkpoint on disk).
+    """
+    latest = latest_checkpoint(run_dir)
+    unsaved = state.epoch > 0 and (latest is None or _epoch_of(latest) < state.epoch)
+    if exc.role == "rollout" and exc.learner_intact and unsaved:
+        try:
+            latest = save_checkpoint(run_dir, state, actors.learner_state(), to_yaml(config))
+        except ActorLost as lost:
+            log.error("could not checkpoint epoch %d: %s", state.epoch, lost)
+    resume = f"run again to resume from {latest.name}" if latest else "no checkpoint yet: a new run starts over"
+    return f"{exc}; stopped after epoch {state.epoch} ({resume})"
+
+
+def _epoch_of(path: Path) -> int:
+    return int(path.stem.rsplit("-", 1)[-1])
 
 
 async def wait_for_services(config: TrainConfig) -> None:

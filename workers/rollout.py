@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -38,6 +39,14 @@ class RewardEndpoints(BaseModel):
     timeout_s: float = Field(default=60.0, gt=0, description="Per request attempt, s.")
     deadline_s: float = Field(default=120.0, gt=0, description="Per request, retries included, s.")
     max_attempts: int = Field(default=3, gt=0)
+    # Tokens never sit in a config (configs are logged and checkpointed): the actor reads them from
+    # its own environment, which a cluster fills from a Secret.
+    reward_token_env: str = Field(default="MOTIONNFT_REWARD_TOKEN", description="Env var with the reward API's token.")
+    judge_token_env: str = Field(default="MOTIONNFT_JUDGE_TOKEN", description="Env var with the judge's token.")
+
+    def tokens(self) -> tuple[str | None, str | None]:
+        """(reward API token, judge token) from this process's environment; None where unset or empty."""
+        return os.environ.get(self.reward_token_env) or None, os.environ.get(self.judge_token_env) or None
 
 
 class Rollout:
@@ -79,10 +88,13 @@ class Rollout:
         """The two service clients of one rollout call (tests replace this with fakes)."""
         s = self.rewards
         retry = RetryPolicy(max_attempts=s.max_attempts)
+        reward_token, judge_token = s.tokens()
         async with (
-            RewardClient(s.reward_url, timeout_s=s.timeout_s, deadline_s=s.deadline_s, retry=retry) as reward,
-            JudgeClient(s.judge_url, timeout_s=s.timeout_s, deadline_s=s.deadline_s, retry=retry) as judge,
-        ):
+            RewardClient(s.reward_url, token=reward_token, timeout_s=s.timeout_s, deadline_s=s.deadline_s,
+                         retry=retry) as reward,
+            JudgeClient(s.judge_url, token=judge_token, timeout_s=s.timeout_s, deadline_s=s.deadline_s,
+                        retry=retry) as judge,
+        ):  # fmt: skip
             yield reward, judge
 
     def generate(self, task: EditTask, seeds: list[int]) -> tuple[Conditions, torch.Tensor, np.ndarray]:

@@ -68,6 +68,10 @@ class MicroBatcher(Generic[T, R]):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._worker: asyncio.Task[None] | None = None
         self._closing = False
+        if metrics is not None:
+            # Read at scrape time: the queue level never needs updating on the hot path.
+            metrics.queued_items.set_function(lambda: self._queued_cost)
+            metrics.queue_limit_items.set(max_queue_cost)
 
     @property
     def queued_cost(self) -> int:

@@ -39,6 +39,19 @@ class ServiceMetrics:
         self.in_flight = Gauge(
             "in_flight_requests", "Requests being processed", namespace=namespace, registry=self.registry
         )
+        # The limits beside the levels, so an alert can say "near full" without knowing the settings
+        # (k8s/base/alerts.yaml divides one by the other). The service sets them from its settings.
+        self.in_flight_limit = Gauge(
+            "in_flight_limit", "Requests processed at once before more get 429 (max_in_flight)",
+            namespace=namespace, registry=self.registry,
+        )  # fmt: skip
+        self.queued_items = Gauge(
+            "queued_items", "Work items waiting in the micro-batch queue", namespace=namespace, registry=self.registry
+        )
+        self.queue_limit_items = Gauge(
+            "queue_limit_items", "Queued work items past which new work gets 503 (max_queue); 0 = no queue",
+            namespace=namespace, registry=self.registry,
+        )  # fmt: skip
         self.batch_items = Histogram(
             "batch_items", "Work items per micro-batch sent to the model", buckets=BATCH_BUCKETS,
             namespace=namespace, registry=self.registry,

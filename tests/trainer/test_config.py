@@ -229,3 +229,19 @@ def test_the_nft_section_gives_the_loss_its_constants() -> None:
     assert NFTConfig().loss_params() == NFTLossParams()  # the defaults agree
     changed = load_config(None, ["nft.beta=0.5", "nft.form=paper"]).nft.loss_params()
     assert (changed.beta, changed.form) == (0.5, "paper")
+
+
+@pytest.mark.parametrize(
+    ("override", "complaint"),
+    [("ray.rollout_resources={GPU: 1}", "not custom resources"), ("ray.learner_resources={learner: 0}", "> 0")],
+)
+def test_ray_resources_are_custom_and_positive(override: str, complaint: str) -> None:
+    with pytest.raises(ConfigError, match=complaint):
+        load_config(None, [override])
+
+
+def test_ray_resources_place_the_roles() -> None:
+    config = load_config(
+        None, ["ray.address=auto", "ray.rollout_resources={rollout: 1}", "ray.learner_resources={learner: 1}"]
+    )
+    assert config.ray.rollout_resources == {"rollout": 1.0} and config.ray.learner_resources == {"learner": 1.0}

@@ -1,17 +1,24 @@
-"""The rollout actor's logic without Ray or servers: a tiny policy and fake clients that speak the contract."""
+"""The rollout actor's logic without Ray: a tiny policy and fake clients that speak the contract (and, for
+the tokens, the real reward API in a thread)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
+from motionnft.contracts.images import encode_image
 from motionnft.contracts.judge import JudgeGroupScores, JudgeScoreRequest, JudgeScoreResponse, RubricScore
 from motionnft.contracts.motion import EditScore, GroupScores, MotionScoreRequest, MotionScoreResponse, MotionTerms
 from motionnft.contracts.problems import ServiceError
+from services.reward_api.app import create_app
+from services.reward_api.settings import RewardApiSettings
+from tests.services.harness import in_thread
 from tests.workers.tiny_policy import SIZE, edit_inputs, tiny_policy
 from workers.policies.base import SAMPLING, sample_seed
 from workers.policies.factory import PolicySpec
@@ -96,3 +103,26 @@ def test_new_sampling_weights_change_the_samples_and_the_version() -> None:
     after = rollout.rollout(tasks(1), epoch=0).groups[0]
     assert after.policy_version == 3 and not torch.equal(before, after.latents)
     assert np.isfinite(after.latents.numpy()).all()
+
+
+def test_the_actor_sends_the_services_tokens_from_its_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tokens come from the environment a cluster fills from a Secret, never from the (logged) config."""
+    picture = np.zeros((32, 32, 3), np.uint8)
+    picture[8:16, 8:16] = 255
+    moved = np.roll(picture, 4, axis=1)
+    image, target = encode_image(picture), encode_image(moved)
+
+    async def score(rollout: Rollout) -> GroupScores:
+        async with rollout.connect() as (reward, _judge):
+            return await reward.score_group(image, target, [target])
+
+    with in_thread(create_app(RewardApiSettings(auth_token="s3cret", flow_threads=1))) as url:
+        endpoints = RewardEndpoints(reward_url=url, max_attempts=1, reward_token_env="TEST_REWARD_TOKEN")
+        rollout = Rollout(PolicySpec(), endpoints, size=SIZE, samples_per_prompt=2, run_seed=0,
+                          policy_factory=tiny_policy)  # fmt: skip
+        monkeypatch.delenv("TEST_REWARD_TOKEN", raising=False)
+        with pytest.raises(ServiceError) as refused:
+            asyncio.run(score(rollout))
+        assert refused.value.status == 401
+        monkeypatch.setenv("TEST_REWARD_TOKEN", "s3cret")
+        assert asyncio.run(score(rollout)).scores[0].reward > 0

@@ -1,0 +1,61 @@
+# MotionNFT MLLM judge, slim: the `openai` backend (an OpenAI-compatible server such as vLLM) and
+# the `similarity` SSIM stand-in. No torch, no CUDA libraries (tests/docker and `make images` check).
+#   buildah bud --format docker -f docker/mllm-judge.Dockerfile -t motionnft/mllm-judge:0.1.0 .
+# (`docker build` works the same; buildah needs --format docker to keep HEALTHCHECK.)
+# The base is pinned by tag and digest; the digest is a placeholder to fill in before a release
+# (docker/README.md says how). `make images` passes BASE_IMAGE=localhost/motionnft-base:bookworm,
+# a Debian bookworm Python 3.11 made with mmdebstrap, because no registry is reachable there.
+ARG BASE_IMAGE=docker.io/library/python:3.11.13-slim-bookworm@sha256:0000000000000000000000000000000000000000000000000000000000000000
+
+FROM ${BASE_IMAGE} AS builder
+# pip reads no config file of the building machine; no wheel cache is left in a layer.
+ENV PIP_CONFIG_FILE=/dev/null \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+ARG PIP_INDEX_URL=https://pypi.org/simple
+# Path of a CA bundle mounted into the build (a TLS-inspecting proxy); empty: pip's own bundle.
+ARG PIP_CERT=
+WORKDIR /src
+# The requirement set alone first: this layer stays cached until a pin in pyproject.toml changes.
+COPY pyproject.toml ./
+COPY docker/requirements.py docker/
+RUN if [ -z "$PIP_CERT" ]; then unset PIP_CERT; fi \
+    && python3 -m venv /opt/venv \
+    && python3 docker/requirements.py --pyproject pyproject.toml judge > /tmp/requirements.txt \
+    && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+COPY . .
+# The project itself, non-editable, its dependencies already there.
+RUN if [ -z "$PIP_CERT" ]; then unset PIP_CERT; fi \
+    && /opt/venv/bin/pip install --no-cache-dir --no-deps .
+
+FROM ${BASE_IMAGE}
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="motionnft/mllm-judge" \
+      org.opencontainers.image.description="MotionNFT MLLM judge (openai and similarity backends, no torch)" \
+      org.opencontainers.image.version="${VERSION}"
+# uid/gid 10001, the numbers the manifests' runAsUser/runAsGroup name; /models is where weights are
+# mounted read-only (none are baked in); /tmp is the only place written (an emptyDir in Kubernetes).
+RUN groupadd --gid 10001 motionnft \
+    && useradd --no-log-init --uid 10001 --gid 10001 --home-dir /home/motionnft --create-home \
+       --shell /usr/sbin/nologin motionnft \
+    && mkdir -p /models /app
+COPY --from=builder /opt/venv /opt/venv
+COPY docker/healthcheck.py /app/healthcheck.py
+# OMP_NUM_THREADS: the openai backend waits on the network and SSIM is cheap; one thread per library
+# keeps a judge pod inside a small CPU limit (raise it with the limit for the similarity backend).
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    OMP_NUM_THREADS=1 \
+    MLLM_JUDGE_HOST=0.0.0.0 \
+    MLLM_JUDGE_PORT=8002
+WORKDIR /app
+USER 10001:10001
+EXPOSE 8002
+# For docker/podman/compose; Kubernetes uses the Deployment's probes instead.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "/app/healthcheck.py", "MLLM_JUDGE_", "8002"]
+# SIGTERM drains in-flight requests (MLLM_JUDGE_GRACEFUL_TIMEOUT_S), then exits 0.
+STOPSIGNAL SIGTERM
+CMD ["python", "-m", "services.mllm_judge"]

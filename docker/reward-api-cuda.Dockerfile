@@ -1,0 +1,71 @@
+# MotionNFT reward API, CUDA variant: torchvision RAFT optical flow on a GPU (REWARD_API_FLOW_BACKEND=
+# raft_large, REWARD_API_DEVICE=cuda:0). Not built by `make images` (no GPU there): linted only.
+#   buildah bud --format docker -f docker/reward-api-cuda.Dockerfile -t motionnft/reward-api:0.1.0-cuda .
+# A plain Python base, not nvidia/cuda: PyPI's torch wheels bundle the CUDA runtime, cuDNN and NCCL
+# (the nvidia-* wheels); the node supplies only the driver, through the NVIDIA container toolkit.
+# (`docker build` works the same; buildah needs --format docker to keep HEALTHCHECK.)
+# The base is pinned by tag and digest; the digest is a placeholder to fill in before a release
+# (docker/README.md says how). `make images` passes BASE_IMAGE=localhost/motionnft-base:bookworm,
+# a Debian bookworm Python 3.11 made with mmdebstrap, because no registry is reachable there.
+ARG BASE_IMAGE=docker.io/library/python:3.11.13-slim-bookworm@sha256:0000000000000000000000000000000000000000000000000000000000000000
+
+FROM ${BASE_IMAGE} AS builder
+# pip reads no config file of the building machine; no wheel cache is left in a layer.
+ENV PIP_CONFIG_FILE=/dev/null \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+ARG PIP_INDEX_URL=https://pypi.org/simple
+# torch from PyPI: its x86_64 build is the CUDA one this image wants. Another index (a CUDA-version
+# specific one, https://download.pytorch.org/whl/cu130) can be set here.
+ARG TORCH_INDEX_URL=https://pypi.org/simple
+# Path of a CA bundle mounted into the build (a TLS-inspecting proxy); empty: pip's own bundle.
+ARG PIP_CERT=
+WORKDIR /src
+# The requirement set alone first: this layer stays cached until a pin in pyproject.toml changes.
+COPY pyproject.toml ./
+COPY docker/requirements.py docker/
+RUN if [ -z "$PIP_CERT" ]; then unset PIP_CERT; fi \
+    && python3 -m venv /opt/venv \
+    && python3 docker/requirements.py --pyproject pyproject.toml raft > /tmp/requirements.txt \
+    && /opt/venv/bin/pip install --no-cache-dir --extra-index-url "$TORCH_INDEX_URL" -r /tmp/requirements.txt
+COPY . .
+# The project itself, non-editable, its dependencies already there.
+RUN if [ -z "$PIP_CERT" ]; then unset PIP_CERT; fi \
+    && /opt/venv/bin/pip install --no-cache-dir --no-deps .
+
+FROM ${BASE_IMAGE}
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="motionnft/reward-api" \
+      org.opencontainers.image.description="MotionNFT motion reward API (CUDA: torchvision RAFT flow)" \
+      org.opencontainers.image.version="${VERSION}"
+# uid/gid 10001, the numbers the manifests' runAsUser/runAsGroup name; /models is where weights are
+# mounted read-only (none are baked in); /tmp is the only place written (an emptyDir in Kubernetes).
+RUN groupadd --gid 10001 motionnft \
+    && useradd --no-log-init --uid 10001 --gid 10001 --home-dir /home/motionnft --create-home \
+       --shell /usr/sbin/nologin motionnft \
+    && mkdir -p /models /app
+COPY --from=builder /opt/venv /opt/venv
+COPY docker/healthcheck.py /app/healthcheck.py
+# OMP_NUM_THREADS: the flow runs on the GPU; the CPU only decodes and resizes (2 threads). TORCH_HOME:
+# torchvision finds RAFT's pretrained file in the mounted weights, /models/torch/hub/checkpoints/
+# (or set REWARD_API_RAFT_CHECKPOINT); nothing is ever downloaded at run time.
+# NVIDIA_*: what the NVIDIA container toolkit exposes outside Kubernetes (its device plugin sets them there).
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    OMP_NUM_THREADS=2 \
+    TORCH_HOME=/models/torch \
+    NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility \
+    REWARD_API_HOST=0.0.0.0 \
+    REWARD_API_PORT=8001
+WORKDIR /app
+USER 10001:10001
+EXPOSE 8001
+# For docker/podman/compose; Kubernetes uses the Deployment's probes instead.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
+    CMD ["python", "/app/healthcheck.py", "REWARD_API_", "8001"]
+# SIGTERM drains in-flight requests (REWARD_API_GRACEFUL_TIMEOUT_S), then exits 0.
+STOPSIGNAL SIGTERM
+CMD ["python", "-m", "services.reward_api"]

@@ -1,0 +1,63 @@
+# MotionNFT reward API, CPU variant: OpenCV DIS optical flow, the reward math in torch (CPU build).
+#   buildah bud --format docker -f docker/reward-api.Dockerfile -t motionnft/reward-api:0.1.0 .
+# (`docker build` works the same; buildah needs --format docker to keep HEALTHCHECK.)
+# The base is pinned by tag and digest; the digest is a placeholder to fill in before a release
+# (docker/README.md says how). `make images` passes BASE_IMAGE=localhost/motionnft-base:bookworm,
+# a Debian bookworm Python 3.11 made with mmdebstrap, because no registry is reachable there.
+ARG BASE_IMAGE=docker.io/library/python:3.11.13-slim-bookworm@sha256:0000000000000000000000000000000000000000000000000000000000000000
+
+FROM ${BASE_IMAGE} AS builder
+# pip reads no config file of the building machine; no wheel cache is left in a layer.
+ENV PIP_CONFIG_FILE=/dev/null \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+ARG PIP_INDEX_URL=https://pypi.org/simple
+# torch from PyTorch's CPU index (2.14.1+cpu wins over PyPI's 2.14.1 by version order): PyPI's x86_64
+# torch is the CUDA build, ~5 GB of nvidia-* wheels this image never uses. Override to use PyPI only.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# Path of a CA bundle mounted into the build (a TLS-inspecting proxy); empty: pip's own bundle.
+ARG PIP_CERT=
+WORKDIR /src
+# The requirement set alone first: this layer stays cached until a pin in pyproject.toml changes.
+COPY pyproject.toml ./
+COPY docker/requirements.py docker/
+RUN if [ -z "$PIP_CERT" ]; then unset PIP_CERT; fi \
+    && python3 -m venv /opt/venv \
+    && python3 docker/requirements.py --pyproject pyproject.toml reward > /tmp/requirements.txt \
+    && /opt/venv/bin/pip install --no-cache-dir --extra-index-url "$TORCH_INDEX_URL" -r /tmp/requirements.txt
+COPY . .
+# The project itself, non-editable, its dependencies already there.
+RUN if [ -z "$PIP_CERT" ]; then unset PIP_CERT; fi \
+    && /opt/venv/bin/pip install --no-cache-dir --no-deps .
+
+FROM ${BASE_IMAGE}
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="motionnft/reward-api" \
+      org.opencontainers.image.description="MotionNFT motion reward API (CPU: OpenCV DIS flow)" \
+      org.opencontainers.image.version="${VERSION}"
+# uid/gid 10001, the numbers the manifests' runAsUser/runAsGroup name; /models is where weights are
+# mounted read-only (none are baked in); /tmp is the only place written (an emptyDir in Kubernetes).
+RUN groupadd --gid 10001 motionnft \
+    && useradd --no-log-init --uid 10001 --gid 10001 --home-dir /home/motionnft --create-home \
+       --shell /usr/sbin/nologin motionnft \
+    && mkdir -p /models /app
+COPY --from=builder /opt/venv /opt/venv
+COPY docker/healthcheck.py /app/healthcheck.py
+# OMP_NUM_THREADS: torch's and OpenCV's threads, as many as the default DIS pool (REWARD_API_FLOW_THREADS
+# =2). Raise both with the pod's CPU limit: unset, every library starts one thread per host core.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    OMP_NUM_THREADS=2 \
+    REWARD_API_HOST=0.0.0.0 \
+    REWARD_API_PORT=8001
+WORKDIR /app
+USER 10001:10001
+EXPOSE 8001
+# For docker/podman/compose; Kubernetes uses the Deployment's probes instead.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "/app/healthcheck.py", "REWARD_API_", "8001"]
+# SIGTERM drains in-flight requests (REWARD_API_GRACEFUL_TIMEOUT_S), then exits 0.
+STOPSIGNAL SIGTERM
+CMD ["python", "-m", "services.reward_api"]
