@@ -2,7 +2,6 @@
 
     python docker/requirements.py reward            # core dependencies + reward + serving
     python docker/requirements.py --pyproject P judge
-    python docker/requirements.py train --add-extra ray=default   # ray[default]==<pyproject's pin>
 
 The Dockerfiles' builder stage copies only pyproject.toml and this script, installs the printed set
 into /opt/venv (a layer that stays cached until a pin changes), then copies the source and installs
@@ -11,8 +10,6 @@ is no requirements file to keep in step with it.
 
 `motionnft[a,b]` self-references are expanded recursively; duplicates are printed once, in first-seen
 order; an unknown extra, or a requirement listed twice with different pins, is an error (exit 2).
-`--add-extra NAME=EXTRA` adds a package extra to a pinned requirement without restating its pin
-(the trainer image needs Ray's dashboard and metrics agent, `ray[default]`, at the train extra's pin).
 """
 
 from __future__ import annotations
@@ -77,36 +74,13 @@ def requirement_set(pyproject: dict, extras: list[str]) -> list[str]:
     return list(out.values())
 
 
-def add_extras(lines: list[str], additions: dict[str, list[str]]) -> list[str]:
-    """`lines` with extra package extras merged in, e.g. {"ray": ["default"]}: `ray==2` -> `ray[default]==2`."""
-    wanted = {canonical(name): extras for name, extras in additions.items()}
-    out = []
-    for line in lines:
-        name, extras, rest = _split(line)
-        more = wanted.pop(canonical(name), [])
-        merged = extras + [e for e in more if e not in extras]
-        out.append(f"{name}[{','.join(merged)}]{rest}" if merged else line)
-    if wanted:
-        raise ValueError(f"--add-extra names packages the set does not hold: {', '.join(sorted(wanted))}")
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("extras", nargs="+", help="pyproject extras, e.g. reward judge")
     parser.add_argument("--pyproject", type=Path, default=Path(__file__).resolve().parent.parent / "pyproject.toml")
-    parser.add_argument(
-        "--add-extra", action="append", default=[], metavar="NAME=EXTRA", help="e.g. ray=default (repeatable)"
-    )
     args = parser.parse_args(argv)
-    additions: dict[str, list[str]] = {}
-    for item in args.add_extra:
-        name, sep, extra = item.partition("=")
-        if not sep or not name or not extra:
-            parser.error(f"--add-extra wants NAME=EXTRA, got {item!r}")
-        additions.setdefault(name, []).append(extra)
     try:
-        lines = add_extras(requirement_set(tomllib.loads(args.pyproject.read_text()), args.extras), additions)
+        lines = requirement_set(tomllib.loads(args.pyproject.read_text()), args.extras)
     except (OSError, ValueError, KeyError) as exc:
         print(f"requirements.py: {exc}", file=sys.stderr)
         return 2

@@ -23,13 +23,12 @@ ARG TORCH_INDEX_URL=https://pypi.org/simple
 ARG PIP_CERT=
 WORKDIR /src
 # The requirement set alone first: this layer stays cached until a pin in pyproject.toml changes.
-# ray[default] at the train extra's pin: the dashboard (RayJob submission) and the metrics agent.
+# The train extra's ray[default]: the dashboard (RayJob submission) and the metrics agent.
 COPY pyproject.toml ./
 COPY docker/requirements.py docker/
 RUN if [ -z "$PIP_CERT" ]; then unset PIP_CERT; fi \
     && python3 -m venv /opt/venv \
-    && python3 docker/requirements.py --pyproject pyproject.toml train --add-extra ray=default \
-       > /tmp/requirements.txt \
+    && python3 docker/requirements.py --pyproject pyproject.toml train > /tmp/requirements.txt \
     && /opt/venv/bin/pip install --no-cache-dir --extra-index-url "$TORCH_INDEX_URL" -r /tmp/requirements.txt
 COPY . .
 # The project itself, non-editable, its dependencies already there.

@@ -132,7 +132,7 @@ def test_trainer_follows_kuberay_conventions() -> None:
     instructions, _ = parse(DOCKER / "trainer.Dockerfile")
     runs = " ".join(i.args for i in instructions if i.keyword == "RUN")
     assert "--shell /bin/bash" in runs and "install -y --no-install-recommends wget" in runs
-    assert "--add-extra ray=default" in runs, "the dashboard (job submission) and the metrics agent"
+    assert "requirements.py --pyproject pyproject.toml train" in runs
     env = env_of(instructions)
     assert env["HOME"] == "/home/motionnft" and env["RAY_TMPDIR"].startswith("/tmp/")
     assert env["HF_HUB_OFFLINE"] == "1"
