@@ -248,17 +248,21 @@ def write_table(rows: list[dict], out: Path, catalogue: dict) -> None:
         previous = results.get(row["key"], {}).get("seconds")
         results[row["key"]] = {**row, "seconds": previous} if row["seconds"] is None else row
     record.write_text(json.dumps(results, indent=1))
+    text = out.read_text() if out.exists() else f"# Container images\n\n{START}\n{END}\n"
+    # Rows measured elsewhere (e.g. `make images-trainer` on the build machine) stay in the docs when
+    # this checkout has not built that image: build/ is not committed, the table is.
+    recorded = {line.split("|")[1].strip(): line for line in text.split(START)[-1].split(END)[0].splitlines()
+                if line.startswith("| `")}  # fmt: skip
     lines = ["| image | extras | built here | size | build | checks |", "|---|---|---|---|---|---|"]
     for key, spec in catalogue.items():
         row, ref = results.get(key), f"`{spec['image']}:{spec['tag']}`"
         if row is None:
-            lines.append(f"| {ref} | {', '.join(spec['extras'])} | no | - | - | linted only |")
+            lines.append(recorded.get(ref) or f"| {ref} | {', '.join(spec['extras'])} | no | - | - | linted only |")
             continue
         seconds = "unchanged" if row["seconds"] is None else f"{row['seconds']:.0f} s"
         lines.append(f"| {ref} | {', '.join(spec['extras'])} | yes | {row['mb'] / 1000:.2f} GB | {seconds} "
                      f"| {row['checks']} |")  # fmt: skip
     print("\n".join(lines))
-    text = out.read_text() if out.exists() else f"# Container images\n\n{START}\n{END}\n"
     if START not in text or END not in text:
         text += f"\n{START}\n{END}\n"
     head, rest = text.split(START, 1)
