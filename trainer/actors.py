@@ -164,26 +164,24 @@ def start_actors(config: TrainConfig) -> RunActors:
     local_ray_environment()
     rc = config.ray
     if not ray.is_initialized():
-        # A local Ray binds to loopback only; a cluster address brings its own node address.
+        # A local Ray on loopback (see local_ray_environment); a cluster address brings its own node address.
         node_ip = "127.0.0.1" if rc.address is None else None
         ray.init(address=rc.address, num_cpus=rc.num_cpus, include_dashboard=False, _node_ip_address=node_ip)
     size, seed = config.data.size, config.run.seed
-    rollout_gpus = 1.0 if config.policy.device.startswith("cuda") else 0.0
-    rollout_actor = ray.remote(num_cpus=1, num_gpus=rollout_gpus, resources=dict(rc.rollout_resources))(Rollout)
+    asks = {
+        "rollout": _ask(config.policy.device, rc.rollout_resources),
+        "learner": _ask(rc.learner_device, rc.learner_resources),
+    }
+    rollout_actor = ray.remote(**_options(asks["rollout"]))(Rollout)
     k = config.data.samples_per_prompt
     rollouts = [
         rollout_actor.remote(config.policy, config.reward, size=size, samples_per_prompt=k, run_seed=seed)
         for _ in range(rc.num_rollout_actors)
     ]
-    learner_gpus = 1.0 if rc.learner_device.startswith("cuda") else 0.0
-    learner: Any = ray.remote(num_cpus=1, num_gpus=learner_gpus, resources=dict(rc.learner_resources))(Learner).remote(
+    learner: Any = ray.remote(**_options(asks["learner"]))(Learner).remote(
         config.policy, config.optim, config.nft, size=size, seed=seed, device=rc.learner_device
     )
     actors = RunActors(rollouts, learner, call_timeout_s=rc.call_timeout_s)
-    asks = {
-        "rollout": {"CPU": 1.0, "GPU": rollout_gpus, **rc.rollout_resources},
-        "learner": {"CPU": 1.0, "GPU": learner_gpus, **rc.learner_resources},
-    }
     handles = [("learner", 0, learner)] + [("rollout", i, a) for i, a in enumerate(rollouts)]
     try:
         where = actors._get([h.__ray_call__.remote(_node_of) for _, _, h in handles], "rollout or learner",
@@ -195,11 +193,22 @@ def start_actors(config: TrainConfig) -> RunActors:
         raise ActorLost(exc.role, f"{exc} (asked: {asked}; the cluster has {offered})") from exc
     node_ips = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}  # the address each node uses
     actors.placements = [
-        Placement(role, index, node_id, node_ips.get(node_id, "?"), {k: v for k, v in asks[role].items() if v})
+        Placement(role, index, node_id, node_ips.get(node_id, "?"), asks[role])
         for (role, index, _), node_id in zip(handles, where, strict=True)
     ]
     actors._broadcast(learner.sampling_weights.remote())
     return actors
+
+
+def _ask(device: str, resources: dict[str, float]) -> dict[str, float]:
+    """What one actor on `device` asks Ray for: a CPU, a GPU when `device` is CUDA, its custom resources."""
+    return {"CPU": 1.0, **({"GPU": 1.0} if device.startswith("cuda") else {}), **resources}
+
+
+def _options(ask: dict[str, float]) -> dict[str, Any]:
+    """`ray.remote` options for `ask` (CPU and GPU are options of their own, the rest custom resources)."""
+    custom = {k: v for k, v in ask.items() if k not in ("CPU", "GPU")}
+    return {"num_cpus": ask["CPU"], "num_gpus": ask.get("GPU", 0.0), "resources": custom}
 
 
 def _node_of(_actor: object) -> str:

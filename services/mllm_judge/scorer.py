@@ -81,9 +81,6 @@ class JudgeScorer:
         cache_entries.set_function(lambda: len(self.cache))
         limit = Gauge("answer_cache_limit_bytes", "Byte budget of the answer cache", namespace=ns, registry=reg)
         limit.set(self.cache.max_bytes)
-        # The openai and similarity backends queue nothing here (the upstream queues): their
-        # queue_limit_items stays 0 and in-flight against this limit is the judge's "near full".
-        metrics.in_flight_limit.set(settings.max_in_flight)
 
     @property
     def identity(self) -> dict[str, Any]:

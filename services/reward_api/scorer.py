@@ -67,8 +67,7 @@ class RewardScorer:
             "target_flow_cache_limit_bytes", "Byte budget of the target-flow cache", namespace=ns, registry=reg
         )
         limit.set(int(settings.cache_mb * 2**20))
-        # Known before the batcher exists (it starts after the model loads): alerts see the limits at once.
-        metrics.in_flight_limit.set(settings.max_in_flight)
+        # Known before the batcher exists (it starts after the model loads): alerts see the limit at once.
         metrics.queue_limit_items.set(settings.max_queue)
         self.metrics = metrics
 

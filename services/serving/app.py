@@ -113,6 +113,7 @@ def _add_probe_routes(app: FastAPI, readiness: Readiness, metrics: ServiceMetric
 
 def _add_middleware(app: FastAPI, settings: ServingSettings, metrics: ServiceMetrics, readiness: Readiness) -> None:
     """The middleware stack; outermost first: request context, metrics, admission (auth, limits, draining)."""
+    metrics.in_flight_limit.set(settings.max_in_flight)  # the admission limit, beside its level for alerts
     # add_middleware wraps: the last added runs first (outermost).
     app.add_middleware(
         AdmissionMiddleware,

@@ -40,7 +40,9 @@ class ServiceMetrics:
             "in_flight_requests", "Requests being processed", namespace=namespace, registry=self.registry
         )
         # The limits beside the levels, so an alert can say "near full" without knowing the settings
-        # (k8s/base/alerts.yaml divides one by the other). The service sets them from its settings.
+        # (k8s/base/alerts.yaml divides one by the other). build_service_app sets the in-flight limit,
+        # the micro-batcher the queue's (the openai and similarity judges queue nothing: 0, and their
+        # "near full" is in-flight against its limit).
         self.in_flight_limit = Gauge(
             "in_flight_limit", "Requests processed at once before more get 429 (max_in_flight)",
             namespace=namespace, registry=self.registry,

@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from trainer.actors import ActorLost, local_ray_environment, start_actors
+from trainer.actors import ActorLost, start_actors
 from trainer.config import load_config
 from workers.policies.factory import TINY_CHECKPOINT
 
 pytestmark = pytest.mark.skipif(not TINY_CHECKPOINT.exists(), reason="run `motionnft pretrain-tiny` first")
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo_cpu.yaml"
-
-
-@pytest.fixture(scope="module")
-def ray_session() -> Iterator[None]:
-    import ray
-
-    local_ray_environment()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
-    yield
-    ray.shutdown()
 
 
 def test_actors_are_placed_by_their_resources_and_report_where(ray_session: None) -> None:

@@ -23,7 +23,6 @@ from services.mllm_judge.settings import MllmJudgeSettings
 from services.reward_api.app import create_app as create_reward
 from services.reward_api.settings import RewardApiSettings
 from tests.services.harness import in_thread
-from trainer.actors import local_ray_environment
 from trainer.checkpoints import latest_checkpoint, load_checkpoint
 from trainer.config import load_config
 from trainer.loop import train
@@ -36,16 +35,6 @@ pytestmark = [
     pytest.mark.skipif(not TINY_CHECKPOINT.exists(), reason="run `motionnft pretrain-tiny` first"),
 ]
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo_cpu.yaml"
-
-
-@pytest.fixture(scope="module")
-def ray_session() -> Iterator[None]:
-    import ray
-
-    local_ray_environment()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
