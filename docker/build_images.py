@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -40,6 +41,11 @@ TORCH_INDEX_HERE = os.environ.get("TORCH_INDEX_URL", "https://pypi.org/simple")
 INPUTS_LABEL = "org.motionnft.inputs"
 READY_TIMEOUT_S = 180.0
 BUILD_TIMEOUT_S = 3600.0
+# Free disk a build here needs, GB: vfs keeps the whole image's rootfs in the working container, the
+# committed layer and the layer's blob in TMPDIR at once (about 3 x its size; measured peaks: the
+# reward image with PyPI's CUDA torch 18 GB in storage plus its 6 GB blob). Checked before building.
+BUILD_DISK_GB = {"reward-api": 20.0, "mllm-judge": 3.0, "trainer": 23.0}
+STORAGE = Path("/var/lib/containers/storage")  # buildah's default root for root, vfs included
 HEAVY = {"torch", "torchvision", "transformers", "nvidia", "triton"}  # what the slim judge must not hold
 START, END = "<!-- images:start -->", "<!-- images:end -->"
 PREFIXES = {"reward_api": "REWARD_API_", "mllm_judge": "MLLM_JUDGE_"}
@@ -88,6 +94,29 @@ def ensure_base() -> None:
     log(f"base {BASE_IMAGE}: imported")
 
 
+def free_gb(path: Path) -> float:
+    """Free space of the filesystem `path` is on (its nearest existing parent), GB."""
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free / 1e9
+
+
+def log_disk() -> None:
+    tmp = Path(os.environ.get("TMPDIR", "/var/tmp"))
+    log(f"disk: {free_gb(STORAGE):.1f} GB free for {STORAGE}, {free_gb(tmp):.1f} GB for {tmp}")
+
+
+def check_disk(key: str, ref: str) -> None:
+    """Refuse to start a build that cannot finish: a full disk fails it much later, mid-commit."""
+    need, free = BUILD_DISK_GB.get(key, 3.0), free_gb(STORAGE)
+    if free < need:
+        raise SystemExit(
+            f"{ref}: building it here needs about {need:.0f} GB free for {STORAGE}, and {free:.1f} GB "
+            "are. Free some (`make clean` removes the test venv, 7 GB, which make images does not use) "
+            "or build on a machine with more disk."
+        )
+
+
 def context_files() -> list[Path]:
     """The files of the build context after .dockerignore, approximated by its allowlist."""
     allowed = ["pyproject.toml", "README.md", "docker/requirements.py", "docker/healthcheck.py",
@@ -118,6 +147,7 @@ def build(key: str, spec: dict, force: bool) -> float | None:
     if existing is not None and labels.get(INPUTS_LABEL) == digest and not force:
         log(f"{ref}: up to date (inputs {digest})")
         return None
+    check_disk(key, ref)  # just before its build: the images built before it took their share
     log(f"{ref}: building from {spec['dockerfile']}")
     WORK.mkdir(parents=True, exist_ok=True)
     args = [*BUILDAH, "bud", "--isolation", "chroot", "--format", "docker", "--layers=false",
@@ -277,7 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     catalogue = tomllib.loads((ROOT / "docker" / "images.toml").read_text())["images"]
     keys = args.keys or [k for k, spec in catalogue.items() if spec["build_here"]]
+    unknown = [k for k in keys if k not in catalogue]
+    if unknown:
+        raise SystemExit(f"no image {unknown} in docker/images.toml; one of {sorted(catalogue)}")
     started = time.monotonic()
+    log_disk()
     ensure_base()
     rows = []
     for key in keys:

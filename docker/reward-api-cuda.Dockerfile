@@ -9,6 +9,15 @@
 # a Debian bookworm Python 3.11 made with mmdebstrap, because no registry is reachable there.
 ARG BASE_IMAGE=docker.io/library/python:3.11.13-slim-bookworm@sha256:0000000000000000000000000000000000000000000000000000000000000000
 
+# Stage 1 writes the image's requirement set, pyproject's own pins (docker/requirements.py). It holds
+# only these two files, so the install that reads it stays cached until a pin changes.
+FROM ${BASE_IMAGE} AS requirements
+WORKDIR /src
+COPY pyproject.toml ./
+COPY docker/requirements.py docker/
+RUN python3 docker/requirements.py --pyproject pyproject.toml raft > /requirements.txt
+
+# Stage 2 builds the project's own wheel, no dependencies: the runtime gets no source tree.
 FROM ${BASE_IMAGE} AS builder
 # pip reads no config file of the building machine; no wheel cache is left in a layer.
 ENV PIP_CONFIG_FILE=/dev/null \
@@ -16,23 +25,13 @@ ENV PIP_CONFIG_FILE=/dev/null \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 ARG PIP_INDEX_URL=https://pypi.org/simple
-# torch from PyPI: its x86_64 build is the CUDA one this image wants. Another index (a CUDA-version
-# specific one, https://download.pytorch.org/whl/cu130) can be set here.
-ARG TORCH_INDEX_URL=https://pypi.org/simple
 # Path of a CA bundle mounted into the build (a TLS-inspecting proxy); empty: pip's own bundle.
 ARG PIP_CERT=
 WORKDIR /src
-# The requirement set alone first: this layer stays cached until a pin in pyproject.toml changes.
-COPY pyproject.toml ./
-COPY docker/requirements.py docker/
-RUN if [ -z "$PIP_CERT" ]; then unset PIP_CERT; fi \
-    && python3 -m venv /opt/venv \
-    && python3 docker/requirements.py --pyproject pyproject.toml raft > /tmp/requirements.txt \
-    && /opt/venv/bin/pip install --no-cache-dir --extra-index-url "$TORCH_INDEX_URL" -r /tmp/requirements.txt
 COPY . .
-# The project itself, non-editable, its dependencies already there.
 RUN if [ -z "$PIP_CERT" ]; then unset PIP_CERT; fi \
-    && /opt/venv/bin/pip install --no-cache-dir --no-deps .
+    && python3 -m venv /opt/build \
+    && /opt/build/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /dist .
 
 FROM ${BASE_IMAGE}
 ARG VERSION=0.1.0
@@ -45,7 +44,26 @@ RUN groupadd --gid 10001 motionnft \
     && useradd --no-log-init --uid 10001 --gid 10001 --home-dir /home/motionnft --create-home \
        --shell /usr/sbin/nologin motionnft \
     && mkdir -p /models /app
-COPY --from=builder /opt/venv /opt/venv
+# The venv is made here, in the runtime stage, from the two stages' outputs bind-mounted for the one
+# RUN that reads each (no copy of them stays in a layer). A venv built in a stage and copied over
+# (COPY --from) exists twice while the image is committed: with CUDA torch, 12 GB of build disk.
+# pip reads no config file of the building machine; no wheel cache is left in a layer (ARG, not ENV:
+# none of these stays in the image).
+ARG PIP_CONFIG_FILE=/dev/null
+ARG PIP_NO_CACHE_DIR=1
+ARG PIP_DISABLE_PIP_VERSION_CHECK=1
+ARG PIP_INDEX_URL=https://pypi.org/simple
+# torch from PyPI: its x86_64 build is the CUDA one this image wants. Another index (a CUDA-version
+# specific one, https://download.pytorch.org/whl/cu130) can be set here.
+ARG TORCH_INDEX_URL=https://pypi.org/simple
+ARG PIP_CERT=
+RUN --mount=type=bind,from=requirements,source=/requirements.txt,target=/tmp/requirements.txt \
+    if [ -z "$PIP_CERT" ]; then unset PIP_CERT; fi \
+    && python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir --extra-index-url "$TORCH_INDEX_URL" -r /tmp/requirements.txt
+# The project itself, non-editable, from its wheel; its dependencies are already there.
+RUN --mount=type=bind,from=builder,source=/dist,target=/tmp/dist \
+    /opt/venv/bin/pip install --no-cache-dir --no-deps --no-index /tmp/dist/motionnft-*.whl
 COPY docker/healthcheck.py /app/healthcheck.py
 # OMP_NUM_THREADS: the flow runs on the GPU; the CPU only decodes and resizes (2 threads). TORCH_HOME:
 # torchvision finds RAFT's pretrained file in the mounted weights, /models/torch/hub/checkpoints/

@@ -34,3 +34,18 @@ def test_a_new_build_is_written_and_a_row_measured_elsewhere_is_kept(
     build_images.write_table([{**row, "seconds": None}], docs, catalogue())
     assert "0.76 GB | 100 s" in docs.read_text()
     assert json.loads((tmp_path / "results.json").read_text())["mllm-judge"]["seconds"] == 100.0
+
+
+def test_a_build_that_cannot_fit_on_the_disk_is_refused_before_it_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk fails a build minutes later, mid-commit; the check says so first, with the numbers."""
+    monkeypatch.setattr(build_images, "free_gb", lambda path: 12.4)
+    with pytest.raises(SystemExit) as refused:
+        build_images.check_disk("reward-api", "motionnft/reward-api:0.1.0")
+    message = str(refused.value)
+    assert "needs about 20 GB free" in message and "12.4 GB are" in message and "make clean" in message
+    build_images.check_disk("mllm-judge", "motionnft/mllm-judge:0.1.0")  # 3 GB fit in 12.4
+
+
+def test_every_image_built_here_has_a_disk_estimate() -> None:
+    built = {k for k, s in catalogue().items() if s["build_here"]} | {"trainer"}
+    assert built <= set(build_images.BUILD_DISK_GB)
