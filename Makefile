@@ -10,7 +10,7 @@ export OMP_NUM_THREADS ?= 1
 # A local Ray on loopback: Ray reads this once, when it is imported, so it is set before Python starts.
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
 
-.PHONY: install test demo run run-judge lint bench-reward bench-judge clean images images-trainer
+.PHONY: install test demo run run-judge lint bench-reward bench-judge bench-learner bench-pipeline clean images images-trainer
 
 install: $(STAMP)
 
@@ -43,6 +43,16 @@ bench-reward: $(STAMP)
 
 bench-judge: $(STAMP)
 	$(PY) -m benchmarks.bench_judge --out docs/benchmarks.md
+
+# The learner's step at FLUX.1 Kontext and Qwen-Image-Edit size (needs CUDA: without it, says so in its
+# section, keeps the last GPU numbers and exits 0). benchmarks/gpu_learner.sh runs it with the GPU checks.
+bench-learner: $(STAMP)
+	$(PY) -m benchmarks.bench_learner --out docs/benchmarks.md
+
+# The demo's training on-policy and with run.pipeline, side by side (two runs of make demo's config,
+# 27 minutes on 2 cores here; pass e.g. ARGS='--set run.epochs=20' for a shorter one).
+bench-pipeline: $(STAMP)
+	$(PY) -m benchmarks.bench_pipeline --out docs/benchmarks.md $(ARGS)
 
 # Container images, built for real without a Docker engine: Debian's buildah (vfs, chroot) on a
 # Debian base made with mmdebstrap; each service image is started until /readyz answers. Needs root,

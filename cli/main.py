@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -58,28 +58,47 @@ def train(
     )
 
 
+# Each family's tiny checkpoint and the settings it was made with (its pretrain.json records them; the
+# policy factory resolves `pretrained: tiny` to the same directories). Qwen's causal 3D VAE costs ~5x
+# FLUX's tiny VAE per step on a CPU, so its recipe is shorter: it only has to run the demo end to end.
+TINY_RECIPES: dict[str, dict[str, Any]] = {
+    "flux_kontext": {"out": "checkpoints/tiny-kontext", "pairs": 1200, "vae_steps": 1500, "steps": 3000},
+    "qwen_image_edit": {"out": "checkpoints/tiny-qwen-image-edit", "pairs": 400, "vae_steps": 200, "steps": 400},
+}
+
+
 @app.command("pretrain-tiny")
 def pretrain_tiny(
-    out: Annotated[Path, typer.Option(help="Where to write the diffusers directory.")] = Path(
-        "checkpoints/tiny-kontext"
-    ),
-    pairs: Annotated[int, typer.Option(help="Synthetic pairs to learn from.")] = 1200,
+    family: Annotated[str, typer.Option(help=f"The policy family: one of {', '.join(TINY_RECIPES)}.")] = "flux_kontext",
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write the diffusers directory (default: the family's).")
+    ] = None,
+    pairs: Annotated[int | None, typer.Option(help="Synthetic pairs to learn from (default: the family's).")] = None,
     data_seed: Annotated[
         int, typer.Option(help="Seed of the synthetic pairs (the demo uses 0: keep them apart).")
     ] = 1000,
-    vae_steps: Annotated[int, typer.Option(help="Autoencoder steps.")] = 1500,
-    steps: Annotated[int, typer.Option(help="Flow-matching steps.")] = 3000,
+    vae_steps: Annotated[int | None, typer.Option(help="Autoencoder steps (default: the family's).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Flow-matching steps (default: the family's).")] = None,
     batch_size: int = 16,
     lr: float = 1e-3,
     seed: int = 0,
     size: int = 64,
 ) -> None:
-    """Pre-train the embedded tiny FLUX.1 Kontext policy on synthetic motion edits (supervised flow matching)."""
+    """Pre-train a family's embedded tiny policy on synthetic motion edits (supervised flow matching)."""
+    if family not in TINY_RECIPES:
+        raise typer.BadParameter(f"no tiny policy for {family!r}; one of {sorted(TINY_RECIPES)}", param_hint="--family")
+    recipe = TINY_RECIPES[family]
     from motionnft.data.synth import generate
-    from trainer.pretrain import pretrain_tiny as run
 
-    path = run(generate(pairs, data_seed, size), out, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-               size=size, vae_steps=vae_steps)  # fmt: skip
+    if family == "flux_kontext":
+        from trainer.pretrain import pretrain_tiny as run
+    else:
+        from trainer.pretrain_qwen import pretrain_tiny_qwen as run
+
+    data = generate(recipe["pairs"] if pairs is None else pairs, data_seed, size)
+    path = run(data, Path(recipe["out"]) if out is None else out,
+               steps=recipe["steps"] if steps is None else steps, batch_size=batch_size, lr=lr, seed=seed, size=size,
+               vae_steps=recipe["vae_steps"] if vae_steps is None else vae_steps)  # fmt: skip
     typer.echo((path / "pretrain.json").read_text())
 
 

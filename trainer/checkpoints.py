@@ -1,5 +1,6 @@
-"""Checkpoints that resume the same run: learner state (both adapters, EMA, optimizer, step, RNG),
-the trainer's own state (epoch, data cursor, banned prompts, RNG) and the resolved config.
+"""Checkpoints that resume the same run: learner state (both adapters, EMA, optimizer, step; no RNG:
+the training noise is hashed from the run seed, epoch, group and micro-step), the trainer's own
+state (epoch, data cursor, banned prompts, RNG) and the resolved config.
 
 One file per checkpoint, written to a temporary name and renamed, so a crash mid-write never leaves
 a half checkpoint as the latest. Loaded with `weights_only=True`: plain tensors, numbers and strings.

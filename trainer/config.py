@@ -84,6 +84,10 @@ class RunConfig(_Frozen):
     epochs: int = Field(default=300, gt=0)
     eval_every: int = Field(default=25, gt=0, description="Epochs between evaluations.")
     checkpoint_every: int = Field(default=50, gt=0, description="Epochs between checkpoints.")
+    # Off (the reference): each epoch samples with the weights of the update before it. On: the
+    # rollout actors sample epoch e+1 while the learner updates on epoch e (at most one version
+    # stale); a checkpoint epoch starts nothing ahead, so every checkpoint resumes exactly.
+    pipeline: bool = Field(default=False, description="Sample the next epoch during this epoch's update.")
 
     @model_validator(mode="before")
     @classmethod
@@ -133,7 +137,8 @@ class OptimConfig(_Frozen):
     weight_decay: float = Field(default=1e-4, ge=0)
     eps: float = Field(default=1e-8, gt=0)
     grad_clip: float = Field(default=1.0, gt=0, description="Max global grad norm.")
-    grad_accum: int = Field(default=1, gt=0)
+    grad_accum: int = Field(default=1, gt=0, description="(Group, timestep) micro-steps per optimizer step.")
+    micro_batch: int | None = Field(default=None, gt=0, description="Samples per forward; None = the group (K).")
     ema: float = Field(default=0.9, ge=0, le=1)
     old_decay_rate: float = Field(default=0.001, ge=0)
     old_decay_cap: float = Field(default=0.5, ge=0, le=1)
@@ -160,18 +165,21 @@ class NFTConfig(_Frozen):
 class RayConfig(_Frozen):
     """Where the run's actors go. On a cluster the worker groups declare custom resources (a RayJob's
     `rollout` and `learner` groups) and the actors ask for them, so this config alone decides which
-    nodes run which role. Rollout actors take a GPU when `policy.device` is CUDA, the learner when
-    `learner_device` is."""
+    nodes run which role. Rollout actors take a GPU when `policy.device` is CUDA, each of the
+    `num_learners` learners when `learner_device` is."""
 
     address: str | None = Field(default=None, description="None = a local ray.init(); 'auto' = this node's cluster.")
     num_rollout_actors: int = Field(default=1, gt=0)
+    num_learners: int = Field(default=1, gt=0, description="Data-parallel learners (torch.distributed).")
     learner_device: str = "cpu"
     num_cpus: int | None = Field(default=None, gt=0, description="CPUs of a local Ray (ignored on a cluster).")
     rollout_resources: dict[str, float] = Field(default_factory=dict, description="Custom resources per rollout actor.")
-    learner_resources: dict[str, float] = Field(default_factory=dict, description="Custom resources of the learner.")
+    learner_resources: dict[str, float] = Field(default_factory=dict, description="Custom resources per learner.")
     # A real model loads for minutes; a missing resource never places at all. Both end in an error.
     placement_timeout_s: float = Field(default=900.0, gt=0, description="Actors placed and loaded within, s.")
     call_timeout_s: float = Field(default=3600.0, gt=0, description="Longest wait on any one actor call, s.")
+    # A learner's wait for its peers in one collective (their share of a step plus the transfer).
+    collective_timeout_s: float = Field(default=600.0, gt=0, description="Longest collective between learners, s.")
 
     @field_validator("rollout_resources", "learner_resources")
     @classmethod
@@ -200,6 +208,11 @@ class TrainConfig(_Frozen):
             raise ValueError(
                 f"optim.timesteps_per_sample ({self.optim.timesteps_per_sample}) exceeds "
                 f"policy.sampling_steps ({self.policy.sampling_steps})"
+            )
+        if self.optim.grad_accum % self.ray.num_learners:  # else some learners idle in every step
+            raise ValueError(
+                f"optim.grad_accum ({self.optim.grad_accum}) must be a multiple of ray.num_learners "
+                f"({self.ray.num_learners}): each optimizer step's micro-steps are split over the learners"
             )
         return self
 

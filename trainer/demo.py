@@ -2,7 +2,8 @@
 
 Generates the synthetic dataset, starts the reward API (CPU flow) and the judge (`similarity`
 backend) on free localhost ports, trains the committed tiny policy with `configs/demo_cpu.yaml`
-(local Ray), and writes to the run directory: `summary.json` (before/after motion reward, MAS and
+(local Ray; `--config configs/demo_cpu_qwen.yaml` trains the tiny Qwen-Image-Edit instead), and
+writes to the run directory (`runs/<run.name>` unless given): `summary.json` (before/after motion reward, MAS and
 judge score, overall and per category, with paired-bootstrap 95% intervals of after - before),
 `grid.png` (input, target, before, after), `curves.png` and the metrics. Every process it starts is
 stopped on success, failure or Ctrl-C.
@@ -66,14 +67,15 @@ def summarise(run_dir: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=Path("configs/demo_cpu.yaml"))
-    parser.add_argument("--run-dir", type=Path, default=Path(os.environ.get("RUN_DIR", "runs/demo")))
+    parser.add_argument("--run-dir", type=Path, default=None, help="Default: $RUN_DIR, else runs/<run.name>.")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--pairs", type=int, default=400, help="Synthetic pairs (80%% train, 20%% held out).")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` cleans up like Ctrl-C
     started = time.perf_counter()
-    run_dir = args.run_dir
+    # runs/demo for configs/demo_cpu.yaml, runs/demo-qwen for configs/demo_cpu_qwen.yaml: demos keep apart.
+    run_dir = args.run_dir or Path(os.environ.get("RUN_DIR") or f"runs/{load_config(args.config).run.name}")
     run_dir.mkdir(parents=True, exist_ok=True)
     # The demo's own steps; the data writing and the epochs show their own progress under this one.
     with StepProgress("demo", total=len(STAGES), logger=log) as progress:

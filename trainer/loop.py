@@ -3,6 +3,10 @@
 sample (Ray rollout actors; rewards over HTTP) -> advantages -> update (learner actor) -> sync (the
 learner's new sampling weights to every actor, by object reference) -> evaluate -> checkpoint.
 Metrics go to `<run_dir>/metrics.jsonl`, one line per epoch; checkpoints resume the run exactly.
+
+With `run.pipeline` the actors sample epoch e+1 while the learner updates on epoch e, one version
+stale (trainer.pipeline). Every record names the versions its batch was sampled with and the
+staleness: 0 without pipelining, <= 1 with it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,7 @@ from trainer.config import TrainConfig, to_yaml
 from trainer.data import load_tasks
 from trainer.evaluation import evaluate
 from trainer.metrics import MetricsLog, StageTimer
+from trainer.pipeline import AHEAD_SAMPLING, Sampling, learner_section, samples_ahead, versions
 from workers.tasks import EditTask, RolloutBatch, RolloutGroup
 
 log = logging.getLogger(__name__)
@@ -39,6 +45,21 @@ class TooManyDrops(RuntimeError):
 
 class RunStopped(RuntimeError):
     """An actor was lost (its node died, it crashed or it hung); says which checkpoint the run resumes from."""
+
+
+@dataclass
+class _Run:
+    """What every epoch of one run works with; `state` and `bans` advance epoch by epoch."""
+
+    config: TrainConfig
+    run_dir: Path
+    actors: RunActors
+    train_tasks: list[EditTask]
+    eval_tasks: list[EditTask]
+    order: list[int]  # the run's fixed prompt order (indices into train_tasks)
+    state: TrainerState
+    bans: BanList
+    progress: StepProgress
 
 
 def train(config: TrainConfig, *, resume: bool = True) -> Path:
@@ -65,88 +86,116 @@ def _run(
     resume: bool,
 ) -> Path:
     restored = _restore(run_dir, actors) if resume else None
-    state = restored or TrainerState()
-    bans = BanList(state.banned)
+    state, in_flight = restored or (TrainerState(), None)
     metrics = MetricsLog(run_dir / "metrics.jsonl")
     metrics.keep_until(state.epoch if restored else -1)  # a fresh run starts a fresh file
     order = torch.randperm(len(train_tasks), generator=torch.Generator().manual_seed(config.run.seed)).tolist()
     # A bar on a terminal; in logs one line per epoch (the whole record is in metrics.jsonl).
     with StepProgress("epoch", total=config.run.epochs, completed=state.epoch, logger=log) as progress:
+        run = _Run(config, run_dir, actors, train_tasks, eval_tasks, order, state, BanList(state.banned), progress)
         last_finished = copy.deepcopy(state)  # what a checkpoint of the last finished epoch holds
+        # The next epoch's rollout when it was sent ahead: by the last update, or again on resuming
+        # with the weights the checkpoint kept of it.
+        ahead = None if in_flight is None else _send_rollout(run, state.epoch, ahead=True, weights=in_flight)
         try:
             if state.epoch == 0:
                 progress.stage("evaluate")
                 before = evaluate(actors, eval_tasks, actors.ema_weights(), run_dir / "eval-00000.npz")
                 metrics.write({"epoch": 0, "eval": before})
             for epoch in range(state.epoch, config.run.epochs):
-                record = _epoch(epoch, config, run_dir, actors, train_tasks, eval_tasks, order, state, bans, progress)
+                record, ahead = _epoch(run, epoch, ahead)
                 metrics.write(record)
                 log.debug("epoch %d: %s", epoch + 1, {k: v for k, v in record.items() if not isinstance(v, dict)})
                 progress.advance(_headline(record))
                 last_finished = copy.deepcopy(state)
         except ActorLost as exc:
-            raise RunStopped(_stopped_at(exc, run_dir, last_finished, actors, config)) from exc
+            # `ahead` is what the failed epoch was handed: still in flight as far as a checkpoint goes.
+            raise RunStopped(_stopped_at(exc, run_dir, last_finished, actors, config, ahead)) from exc
     return run_dir
 
 
-def _epoch(
-    epoch: int,
-    config: TrainConfig,
-    run_dir: Path,
-    actors: RunActors,
-    train_tasks: list[EditTask],
-    eval_tasks: list[EditTask],
-    order: list[int],
-    state: TrainerState,
-    bans: BanList,
-    progress: StepProgress,
-) -> dict[str, Any]:
-    """One epoch's stages; advances `state` and `bans`, returns the epoch's metrics record."""
+def _epoch(run: _Run, epoch: int, sampling: Sampling | None) -> tuple[dict[str, Any], Sampling | None]:
+    """One epoch's stages on `sampling` (its rollout, if already sent); advances the run's state and
+    bans. Returns the epoch's metrics record and the next epoch's rollout if this one sent it."""
+    config, actors, state, bans = run.config, run.actors, run.state, run.bans
     timer = StageTimer()
-    stage = partial(_stage, timer, progress)
+    stage = partial(_stage, timer, run.progress)
     try:
         with stage("sample"):
-            tasks = _next_tasks(train_tasks, order, state, bans, config.data.prompts_per_epoch)
-            batches = actors.rollout(tasks, epoch)
+            sampling = sampling or _send_rollout(run, epoch, ahead=False)
+            batches = actors.collect(sampling.rollout)
     except ActorLost as exc:
         exc.learner_intact = True  # nothing has reached the learner yet this epoch
         raise
+    state.cursor = sampling.cursor
     groups = [g for b in batches for g in b.groups]
     dropped = [d for b in batches for d in b.dropped]
     actors.count_groups(len(groups), len(dropped))
-    _check_drops(len(dropped), len(tasks), config.reward.max_drop_fraction)
-    record: dict[str, Any] = {"epoch": epoch + 1}
+    _check_drops(len(dropped), len(sampling.tasks), config.reward.max_drop_fraction)
+    record: dict[str, Any] = {"epoch": epoch + 1, **versions(batches, actors.version, sampling.ahead)}
     if groups:  # every group dropped: nothing to learn from, and no reward is invented
         with stage("advantages"):
             weights, valid, reward_metrics = _advantages(groups, bans, config)
-        with stage("update"):
-            record |= reward_metrics | actors.train_epoch(groups, weights, valid)
+    ahead = None
+    if samples_ahead(config.run, epoch):
+        with stage("sample"):  # returns at once: the actors sample while the learner updates
+            ahead = _send_rollout(run, epoch + 1, ahead=True)
+    if groups:
+        # A batch sampled ahead is one `old` version behind, and its loss compares against the `old`
+        # that drew it: NFT splits that policy's own samples into implicit positive and negative
+        # policies mirrored about its velocity (per sample the optimum is v_old + (2w - 1)(v - v_old)
+        # / beta). The newer `old` already holds part of the last update, which would count twice.
+        with stage("update"), actors.old_that_sampled(sampling.rollout) as old_version:
+            record |= reward_metrics | actors.train_epoch(groups, weights, valid, epoch)
+        record["old_version"] = old_version
         with stage("sync"):
-            actors.sync()
+            actors.sync(hand_over=not config.run.pipeline)  # pipelined: sent with the next rollout
     if (epoch + 1) % config.run.eval_every == 0 or epoch + 1 == config.run.epochs:
-        with stage("evaluate"):
-            saved = run_dir / f"eval-{epoch + 1:05d}.npz"
-            record["eval"] = evaluate(actors, eval_tasks, actors.ema_weights(), saved)
+        with stage("evaluate"):  # the EMA after this update; queued on the actors behind `ahead`
+            saved = run.run_dir / f"eval-{epoch + 1:05d}.npz"
+            record["eval"] = evaluate(actors, run.eval_tasks, actors.ema_weights(), saved)
     state.epoch, state.banned = epoch + 1, bans.to_list()
     state.dropped_total += len(dropped)
     if config.run.checkpoint_every and (epoch + 1) % config.run.checkpoint_every == 0:
         with stage("checkpoint"):
-            save_checkpoint(run_dir, state, actors.learner_state(), to_yaml(config))
+            save_checkpoint(run.run_dir, state, learner_section(actors, ahead), to_yaml(config))
     return record | {"dropped": len(dropped), "dropped_total": state.dropped_total, "banned": len(state.banned),
-                     "stage_s": timer.seconds, **_rollout_times(batches)}  # fmt: skip
+                     "stage_s": timer.seconds, **_rollout_times(batches)}, ahead  # fmt: skip
 
 
-def _stopped_at(exc: ActorLost, run_dir: Path, state: TrainerState, actors: RunActors, config: TrainConfig) -> str:
-    """The message to stop with, after checkpointing the last finished epoch `state` where that is sound.
+def _send_rollout(
+    run: _Run, epoch: int, *, ahead: bool, weights: tuple[int, dict[str, torch.Tensor]] | None = None
+) -> Sampling:
+    """Send epoch `epoch`'s rollout (the next prompts from the run's cursor), sampled with the
+    learner's newest weights or with `weights` (version, adapter state); returns at once."""
+    count = run.config.data.prompts_per_epoch
+    tasks, cursor = _next_tasks(run.train_tasks, run.order, run.state.cursor, run.bans, count)
+    if weights is None:
+        return Sampling(tasks, cursor, run.actors.start_rollout(tasks, epoch), ahead)
+    rollout = run.actors.start_rollout(tasks, epoch, weights=run.actors.put(weights), version=weights[0])
+    return Sampling(tasks, cursor, rollout, ahead)
 
-    Sound only while the learner still holds exactly that epoch's weights: the actor was lost while
-    sampling (a lost learner, or one lost after the update, leaves the latest checkpoint on disk).
+
+def _stopped_at(
+    exc: ActorLost,
+    run_dir: Path,
+    state: TrainerState,
+    actors: RunActors,
+    config: TrainConfig,
+    in_flight: Sampling | None = None,
+) -> str:
+    """The message to stop with, after checkpointing the last finished epoch `state` where that is sound
+    (with the sampling weights of the next epoch's rollout, `in_flight`, if it was sent ahead).
+
+    Sound only while the learner still holds exactly that epoch's weights (`learner_intact`): a
+    rollout actor lost while sampling, or a learner rank lost in the update whose surviving peer
+    rolled the update back; otherwise the latest checkpoint on disk is where the run resumes.
     """
     latest = latest_checkpoint(run_dir)
     unsaved = state.epoch > 0 and (latest is None or _epoch_of(latest) < state.epoch)
-    if exc.role == "rollout" and exc.learner_intact and unsaved:
+    if exc.learner_intact and unsaved:
         try:
-            latest = save_checkpoint(run_dir, state, actors.learner_state(), to_yaml(config))
+            latest = save_checkpoint(run_dir, state, learner_section(actors, in_flight), to_yaml(config))
         except ActorLost as lost:
             log.error("could not checkpoint epoch %d: %s", state.epoch, lost)
     resume = f"run again to resume from {latest.name}" if latest else "no checkpoint yet: a new run starts over"
@@ -163,29 +212,33 @@ async def wait_for_services(config: TrainConfig) -> None:
         await asyncio.gather(reward.wait_ready(timeout_s=120), judge.wait_ready(timeout_s=120))
 
 
-def _restore(run_dir: Path, actors: RunActors) -> TrainerState | None:
+def _restore(run_dir: Path, actors: RunActors) -> tuple[TrainerState, Any] | None:
+    """The latest checkpoint's trainer state, its learner state loaded, and the sampling weights of
+    the rollout that was in flight (None if none was)."""
     path = latest_checkpoint(run_dir)
     if path is None:
         return None
     state, learner, _ = load_checkpoint(path)
+    in_flight = learner.pop(AHEAD_SAMPLING, None)
     actors.load_learner_state(learner)
     log.info("resumed %s at epoch %d", path, state.epoch)
-    return state
+    return state, in_flight
 
 
 def _next_tasks(
-    tasks: list[EditTask], order: list[int], state: TrainerState, bans: BanList, count: int
-) -> list[EditTask]:
-    """The next `count` prompts in the run's fixed order, skipping banned ones; advances the cursor."""
+    tasks: list[EditTask], order: list[int], cursor: int, bans: BanList, count: int
+) -> tuple[list[EditTask], int]:
+    """The next `count` prompts in the run's fixed order from `cursor`, skipping banned ones, and the
+    cursor after them."""
     chosen: list[EditTask] = []
     seen = 0
     while len(chosen) < count and seen < len(order):
-        task = tasks[order[state.cursor % len(order)]]
-        state.cursor += 1
+        task = tasks[order[cursor % len(order)]]
+        cursor += 1
         seen += 1
         if task.prompt_id not in bans:
             chosen.append(task)
-    return chosen
+    return chosen, cursor
 
 
 def _check_drops(dropped: int, total: int, max_fraction: float) -> None:
@@ -244,4 +297,6 @@ def _rollout_times(batches: list[RolloutBatch]) -> dict[str, float]:
         "rollout_sample_s": sample,
         "rollout_reward_wait_s": wait,
         "rollout_wait_share": wait / total if total else 0.0,
+        "rollout_encode_s": sum(b.encode_s for b in batches),
+        "conditions_reused": sum(b.conditions_reused for b in batches),
     }

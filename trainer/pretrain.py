@@ -1,4 +1,5 @@
-"""Supervised pretraining of the tiny FLUX.1 Kontext stand-in, so the embedded demo's policy can edit at all.
+"""Supervised pretraining of a tiny policy (FLUX.1 Kontext's here, Qwen-Image-Edit's in
+`trainer.pretrain_qwen`), so the embedded demo's policy can edit at all.
 
 This is training, not rollout, so it lives with the trainer (the workers only sample and score).
 A random tiny VAE decodes its own encodings to noise, so a random policy cannot make a visible edit
@@ -15,6 +16,8 @@ and rewards would have nothing to rank. Pretraining therefore has two stages:
    drawn uniformly from [1, 4] (there is no teacher to distil from, so the model learns to ignore it).
    The text encoders stay frozen and random: they still give each prompt a distinct embedding.
 
+The stages are the same for every family; what differs (building the tiny pipeline, the VAE's input
+layout and latent normalisation, the conditions, the velocity) is a `PretrainFamily`.
 The result is a diffusers directory (`save_pretrained`) plus `pretrain.json` (settings, wall times,
 first and final losses). Everything is seeded; no global RNG is touched.
 """
@@ -25,7 +28,8 @@ import copy
 import json
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +50,8 @@ from workers.policies.flux_kontext import (
 from workers.policies.tiny import build_tiny_kontext
 
 Pair = tuple[np.ndarray, np.ndarray, str]
+# A family's training conditions for many pairs: its Conditions plus `select(indices)`.
+EditConditions = Any
 KL_WEIGHT = 1e-4  # per latent element, against a per-pixel MSE
 GUIDANCE_RANGE = (1.0, 4.0)
 ENCODE_CHUNK = 64  # images per VAE call while encoding the data set
@@ -93,6 +99,19 @@ def _step(optimizer: torch.optim.Optimizer, parameters: Iterable[Tensor], loss: 
     return loss.item()
 
 
+@dataclass(frozen=True)
+class PretrainFamily:
+    """What pretraining needs of one family's tiny pipeline."""
+
+    name: str
+    build: Callable[[int], Any]  # seed -> a fresh random tiny pipeline
+    pixels: Callable[[Any, np.ndarray, int], Tensor]  # (pipeline, uint8 (B, H, W, 3), size) -> VAE input in [-1, 1]
+    normalise: Callable[[Any, Tensor], dict[str, Any]]  # fit the VAE's latent normalisation to pixels; report it
+    edit_data: Callable[[Any, list[Pair], int], tuple[Tensor, EditConditions]]  # target latents x0, conditions
+    # (pipeline, x_t, t, conditions, generator) -> velocity; the generator draws what the family randomises
+    velocity: Callable[[Any, Tensor, Tensor, EditConditions, torch.Generator], Tensor]
+
+
 @torch.no_grad()
 def normalise_latents(vae: AutoencoderKL, pixels: Tensor) -> tuple[float, float]:
     """Set the VAE's shift_factor / scaling_factor so its latents of `pixels` have mean 0 and std 1."""
@@ -100,6 +119,20 @@ def normalise_latents(vae: AutoencoderKL, pixels: Tensor) -> tuple[float, float]
     shift, scale = float(latents.mean()), float(1.0 / latents.std())
     vae.register_to_config(shift_factor=shift, scaling_factor=scale)
     return shift, scale
+
+
+def _normalise_flux(pipeline: KontextPipeline, pixels: Tensor) -> dict[str, Any]:
+    shift, scale = normalise_latents(pipeline.vae, pixels)
+    return {"shift_factor": shift, "scaling_factor": scale}
+
+
+def _guided_velocity(
+    pipeline: KontextPipeline, x_t: Tensor, t: Tensor, conditions: FluxConditions, generator: torch.Generator
+) -> Tensor:
+    """Kontext's velocity at a guidance value drawn uniformly from GUIDANCE_RANGE."""
+    low, high = GUIDANCE_RANGE
+    guidance = low + (high - low) * float(torch.rand((), generator=generator))
+    return kontext_velocity(pipeline, x_t, t, conditions, guidance)
 
 
 def condition_encoder(pipeline: KontextPipeline, size: int) -> FluxKontextPolicy:
@@ -131,10 +164,21 @@ def _chunks(items: list[Pair], size: int) -> list[list[Pair]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
+FLUX_KONTEXT = PretrainFamily(
+    name="flux_kontext",
+    build=build_tiny_kontext,
+    pixels=lambda pipeline, images, size: pixels_from_uint8(images, pipeline, size),
+    normalise=_normalise_flux,
+    edit_data=_edit_conditions,
+    velocity=_guided_velocity,
+)
+
+
 def fit_flow(
-    pipeline: KontextPipeline,
+    pipeline: Any,
+    family: PretrainFamily,
     x0: Tensor,
-    conditions: FluxConditions,
+    conditions: EditConditions,
     *,
     steps: int,
     batch_size: int,
@@ -152,9 +196,7 @@ def fit_flow(
         noise = torch.randn(clean.shape, generator=generator)
         t = torch.sigmoid(torch.randn(batch_size, generator=generator))
         x_t = (1 - t[:, None, None]) * clean + t[:, None, None] * noise
-        low, high = GUIDANCE_RANGE
-        guidance = low + (high - low) * float(torch.rand((), generator=generator))
-        velocity = kontext_velocity(pipeline, x_t, t, cond, guidance).float()
+        velocity = family.velocity(pipeline, x_t, t, cond, generator).float()
         loss = torch.nn.functional.mse_loss(velocity, noise - clean)
         losses.append(_step(optimizer, transformer.parameters(), loss))
     transformer.eval().requires_grad_(False)
@@ -172,32 +214,37 @@ def pretrain_tiny(
     size: int = 64,
     vae_steps: int | None = None,
     vae_lr: float = 2e-3,
+    family: PretrainFamily = FLUX_KONTEXT,
 ) -> Path:
-    """Pretrain `build_tiny_kontext(seed)` on (input, target, prompt) pairs (or SynthPairs); save it to `out_dir`.
+    """Pretrain `family.build(seed)` (default: `build_tiny_kontext`) on (input, target, prompt) pairs (or
+    SynthPairs); save it to `out_dir`.
 
-    `vae_steps` defaults to `steps`. Returns `out_dir`, which `FluxKontextPolicy.from_pretrained` loads.
+    `vae_steps` defaults to `steps`. Returns `out_dir`, which the family's policy `from_pretrained` loads.
     """
     data = [as_pair(item) for item in pairs]
     if not data:
         raise ValueError("no pairs to pretrain on")
     generator = torch.Generator().manual_seed(seed)
-    pipeline: KontextPipeline = build_tiny_kontext(seed)
+    pipeline = family.build(seed)
     vae_steps = steps if vae_steps is None else vae_steps
 
     started = time.perf_counter()
-    images = pixels_from_uint8(np.stack([p[0] for p in data] + [p[1] for p in data]), pipeline, size)
+    images = family.pixels(pipeline, np.stack([p[0] for p in data] + [p[1] for p in data]), size)
     vae_losses = fit_vae(pipeline.vae, images, steps=vae_steps, batch_size=batch_size, lr=vae_lr, generator=generator)
-    shift, scale = normalise_latents(pipeline.vae, images)
+    latents = family.normalise(pipeline, images)
     vae_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    x0, conditions = _edit_conditions(pipeline, data, size)
-    flow_losses = fit_flow(pipeline, x0, conditions, steps=steps, batch_size=batch_size, lr=lr, generator=generator)
+    x0, conditions = family.edit_data(pipeline, data, size)
+    flow_losses = fit_flow(
+        pipeline, family, x0, conditions, steps=steps, batch_size=batch_size, lr=lr, generator=generator
+    )
     flow_seconds = time.perf_counter() - started
 
     out_dir = Path(out_dir)
     pipeline.save_pretrained(out_dir)
     report = {
+        "family": family.name,
         "pairs": len(data),
         "size": size,
         "seed": seed,
@@ -205,7 +252,7 @@ def pretrain_tiny(
         "vae": {"steps": vae_steps, "lr": vae_lr, "wall_s": round(vae_seconds, 2), "loss": _summary(vae_losses)}
         if vae_steps
         else {"steps": 0},
-        "latents": {"shift_factor": shift, "scaling_factor": scale},
+        "latents": latents,
         "flow": {"steps": steps, "lr": lr, "wall_s": round(flow_seconds, 2), "loss": _summary(flow_losses)},
     }
     (out_dir / "pretrain.json").write_text(json.dumps(report, indent=2) + "\n")

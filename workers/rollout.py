@@ -4,11 +4,17 @@ scores each group over HTTP while it generates the next one.
 Generation runs in a worker thread (torch releases the GIL in its kernels), so the event loop keeps
 the reward requests of earlier groups moving; at the end only the last group's rewards are waited
 for. A group whose rewards cannot be had is dropped and counted, never scored 0.0.
+
+What is constant per dataset item is encoded once: a task's conditions (the text encoder's prompt
+embeddings, the input image's latents; the encoders are frozen) are kept, as CPU tensors, in a
+byte-bounded LRU cache keyed by the task's id, prompt and image content, and reused by every sample
+and epoch that meets the task again (as the reward service keeps the target flow), for any family.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import time
@@ -19,6 +25,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from motionnft.caching import LRUCache
 from motionnft.contracts.client import JudgeClient, RetryPolicy, RewardClient
 from workers.policies.base import SAMPLING, Conditions, Policy, sample_seed
 from workers.policies.factory import PolicySpec, build_policy
@@ -26,6 +33,23 @@ from workers.rewards import GroupRewards, RewardUnavailable, fetch_group_rewards
 from workers.tasks import DroppedGroup, EditTask, RolloutBatch, RolloutGroup
 
 log = logging.getLogger(__name__)
+
+# (prompt id, prompt, digest of the input image): ids alone may repeat across datasets (train, eval).
+ConditionKey = tuple[str, str, str]
+
+
+def condition_key(task: EditTask) -> ConditionKey:
+    """What makes a task's conditions the same: its id, its prompt and its input image's content."""
+    image = np.ascontiguousarray(task.input_image)
+    digest = hashlib.blake2b(image.tobytes(), digest_size=16)
+    digest.update(f"{image.dtype}{image.shape}".encode())
+    return task.prompt_id, task.prompt, digest.hexdigest()
+
+
+def condition_bytes(key: ConditionKey, conditions: Conditions) -> int:
+    """A cached entry's cost: the tensors a family's conditions hold (plain dataclasses) plus the key."""
+    tensors = [value for value in vars(conditions).values() if isinstance(value, torch.Tensor)]
+    return sum(t.numel() * t.element_size() for t in tensors) + sum(len(part) for part in key) + 256
 
 
 class RewardEndpoints(BaseModel):
@@ -69,6 +93,10 @@ class Rollout:
         self.spec, self.rewards = policy, rewards
         self.samples_per_prompt, self.run_seed = samples_per_prompt, run_seed
         self.version = 0
+        self.conditions: LRUCache[ConditionKey, Conditions] = LRUCache(
+            int(policy.condition_cache_mb * 2**20), condition_bytes
+        )
+        self.encode_s = 0.0  # total time spent encoding (cache misses), s
 
     def set_sampling_weights(self, sampling: tuple[int, dict[str, torch.Tensor]]) -> int:
         """Load (version, weights) as the sampling adapter; on Ray, one object the learner put, passed
@@ -97,21 +125,35 @@ class Rollout:
         ):  # fmt: skip
             yield reward, judge
 
+    def encoded(self, task: EditTask) -> Conditions:
+        """The task's conditions (CPU, B = 1): encoded the first time, from the cache after that."""
+        key = condition_key(task)
+        conditions = self.conditions.get(key)
+        if conditions is None:
+            started = time.perf_counter()
+            with torch.no_grad():
+                conditions = self.policy.encode_conditions([task.prompt], task.input_image[None]).cpu()
+            self.encode_s += time.perf_counter() - started
+            self.conditions.put(key, conditions)
+        return conditions
+
     def generate(self, task: EditTask, seeds: list[int]) -> tuple[Conditions, torch.Tensor, np.ndarray]:
         spec = self.spec
+        conditions = self.encoded(task)
         with torch.no_grad():  # not inference_mode: these latents become the learner's training data
-            conditions = self.policy.encode_conditions([task.prompt], task.input_image[None])
             latents = self.policy.sample(conditions, seeds, adapter=SAMPLING, steps=spec.sampling_steps,
                                          guidance=spec.guidance or 0.0)  # fmt: skip
             images = self.policy.decode(latents)
-        return conditions.cpu(), latents.detach().cpu().clone(), images
+        return conditions, latents.detach().cpu().clone(), images
 
 
 async def _roll_out(rollout: Rollout, tasks: list[EditTask], epoch: int, keep_images: bool) -> RolloutBatch:
     """Generate group after group in a thread while earlier groups are scored on the event loop."""
     s = rollout.rewards
-    batch = RolloutBatch()
-    started = time.perf_counter()
+    # Read once: every group of this call carries the version its weights had when the call began.
+    version = rollout.version
+    batch = RolloutBatch(policy_version=version)
+    started, encode_s, reused = time.perf_counter(), rollout.encode_s, rollout.conditions.hits
     async with rollout.connect() as (reward, judge):
         pending: list[tuple[EditTask, list[int], torch.Tensor, Conditions, np.ndarray, asyncio.Task[GroupRewards]]] = []
         for task in tasks:
@@ -121,7 +163,7 @@ async def _roll_out(rollout: Rollout, tasks: list[EditTask], epoch: int, keep_im
             batch.sample_s += time.perf_counter() - t0
             scoring = asyncio.create_task(
                 fetch_group_rewards(
-                    reward, judge, group_id=f"e{epoch}-{task.prompt_id}-v{rollout.version}",
+                    reward, judge, group_id=f"e{epoch}-{task.prompt_id}-v{version}",
                     instruction=task.prompt, source=task.input_image, target=task.target_image,
                     edits=list(images), rubric=s.judge_rubric,
                 )
@@ -136,7 +178,8 @@ async def _roll_out(rollout: Rollout, tasks: list[EditTask], epoch: int, keep_im
                 batch.dropped.append(DroppedGroup(task.prompt_id, exc.reason, exc.request_ids))
                 continue
             kept = images if keep_images else None
-            batch.groups.append(RolloutGroup(task, seeds, latents, conditions, rewards, rollout.version, kept))
+            batch.groups.append(RolloutGroup(task, seeds, latents, conditions, rewards, version, kept))
         batch.reward_wait_s = time.perf_counter() - waiting
     batch.total_s = time.perf_counter() - started
+    batch.encode_s, batch.conditions_reused = rollout.encode_s - encode_s, rollout.conditions.hits - reused
     return batch

@@ -35,6 +35,8 @@ class RolloutGroup:
     latents: torch.Tensor  # (K, N, C) clean packed latents x0
     conditions: Conditions  # opaque to the trainer: the policy family's own, B = 1, on the CPU
     rewards: GroupRewards
+    # The learner's sampling-weights version the actor held (-1: evaluation's EMA weights); the
+    # learner at version v updating on it is v - policy_version versions stale (run.pipeline: <= 1).
     policy_version: int
     images: np.ndarray | None = None  # (K, H, W, 3), kept only when asked (evaluation, pictures)
 
@@ -69,6 +71,9 @@ class RolloutBatch:
 
     groups: list[RolloutGroup] = field(default_factory=list)
     dropped: list[DroppedGroup] = field(default_factory=list)
+    policy_version: int = 0  # what every group of this call was sampled with (known even if all dropped)
     sample_s: float = 0.0  # generating (encode, sample, decode)
+    encode_s: float = 0.0  # the share of sample_s spent encoding conditions not in the actor's cache
+    conditions_reused: int = 0  # groups whose conditions came from the cache (each saved one encode)
     reward_wait_s: float = 0.0  # waiting for rewards after the last group was generated
     total_s: float = 0.0

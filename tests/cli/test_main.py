@@ -79,6 +79,38 @@ def test_pretrain_tiny_runs_the_trainers_pretraining_with_the_documented_setting
     assert recorded["pairs"] == 1200
 
 
+def test_pretrain_tiny_for_qwen_uses_the_settings_of_its_committed_checkpoint(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`--family qwen_image_edit` runs Qwen's pretraining into checkpoints/tiny-qwen-image-edit by default,
+    with the settings its pretrain.json records; an unknown family is one plain line."""
+    calls: list[tuple[Any, ...]] = []
+
+    def pretrain(pairs: Any, out: Path, **settings: Any) -> Path:
+        calls.append((pairs, out, settings))
+        (tmp_path / "pretrain.json").write_text('{"pairs": 3}\n')
+        return tmp_path
+
+    fake_module(monkeypatch, "trainer.pretrain_qwen", pretrain_tiny_qwen=pretrain)
+    monkeypatch.setattr("motionnft.data.synth.generate", lambda n, seed, size: [f"pair {i}" for i in range(n)])
+    result = runner.invoke(app, ["pretrain-tiny", "--family", "qwen_image_edit"])
+    assert result.exit_code == 0, result.output
+    ((pairs, out, settings),) = calls
+    recorded = json.loads((REPO / "checkpoints" / "tiny-qwen-image-edit" / "pretrain.json").read_text())
+    assert (len(pairs), out, recorded["family"]) == (recorded["pairs"], Path("checkpoints/tiny-qwen-image-edit"),
+                                                     "qwen_image_edit")  # fmt: skip
+    assert settings == {
+        "steps": recorded["flow"]["steps"],
+        "vae_steps": recorded["vae"]["steps"],
+        "batch_size": recorded["batch_size"],
+        "lr": recorded["flow"]["lr"],
+        "seed": recorded["seed"],
+        "size": recorded["size"],
+    }
+    refused = runner.invoke(app, ["pretrain-tiny", "--family", "sdxl"])
+    assert refused.exit_code != 0 and "no tiny policy for 'sdxl'" in refused.output
+
+
 def test_train_passes_its_options_to_the_trainer(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     argv: list[list[str]] = []
     fake_module(monkeypatch, "trainer.__main__", main=argv.append)

@@ -86,7 +86,7 @@ def test_worker_groups_declare_the_resources_the_actors_ask_for(target: str) -> 
     assert not head.get("resources") and head["rayStartParams"]["num-cpus"] == "0", "no actor on the head"
     for role, asked, actors in [
         ("rollout", config.ray.rollout_resources, config.ray.num_rollout_actors),
-        ("learner", config.ray.learner_resources, 1),
+        ("learner", config.ray.learner_resources, config.ray.num_learners),
     ]:
         group = groups[role]
         declared = {k: float(v) for k, v in group.get("resources", {}).items()}

@@ -207,8 +207,9 @@ def test_to_yaml_round_trips(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("override", "field", "allowed"),
     [
-        ("policy.family=qwen_image_edit", "policy.family", "one of ['flux_kontext']"),
+        ("policy.family=sdxl", "policy.family", "one of ['flux_kontext', 'qwen_image_edit']"),
         ("policy.solver=euler", "policy.solver", "one of ['heun']"),
+        ("policy.variant=edit-plus", "policy.variant", "its variants: none (leave it unset)"),
         ("policy.lora.alpha=64.5", "policy.lora.alpha", "valid integer"),
         ("policy.lora.init=true", "policy.lora.init", "'gaussian', 'zeros' or 'random'"),
     ],
@@ -218,6 +219,20 @@ def test_values_the_code_cannot_honour_are_refused_at_load(override: str, field:
     with pytest.raises(ConfigError) as caught:
         load_config(None, [override])
     assert f"{field}:" in str(caught.value) and allowed in str(caught.value)
+
+
+def test_the_qwen_presets_load_with_the_papers_settings() -> None:
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    demo, paper = load_config(configs / "demo_cpu_qwen.yaml"), load_config(configs / "qwen_image_edit_motionedit.yaml")
+    for config in (demo, paper):
+        assert config.policy.family == "qwen_image_edit" and config.policy.guidance is None  # no CFG, no guidance
+        assert config.policy.sampling_steps == 6
+    assert (demo.policy.pretrained, demo.policy.variant, demo.data.size) == ("tiny", "edit", 64)
+    kontext = load_config(configs / "kontext_motionedit.yaml")
+    assert paper.run.epochs == 210 and kontext.run.epochs == 300  # docs/method.md 5: Qwen-Image-Edit-2509 / FLUX
+    assert paper.policy.variant == "edit-plus" and paper.policy.gradient_checkpointing
+    assert (paper.policy.lora, paper.optim, paper.data) == (kontext.policy.lora, kontext.optim, kontext.data)
+    assert paper.policy.dtype == "bfloat16" and paper.policy.pretrained.endswith("Qwen-Image-Edit-2509")
 
 
 def test_lora_init_names_map_to_peft_explicitly() -> None:

@@ -10,6 +10,7 @@ import torch
 
 from tests.workers.tiny_policy import GUIDANCE, SIZE, VISIBLE_LORA, edit_inputs, tiny_policy
 from workers.policies.base import LoraSettings, Policy
+from workers.policies.factory import PolicySpec, build_policy
 from workers.policies.flux_kontext import FluxKontextPolicy, kontext_velocity
 from workers.policies.tiny import build_tiny_kontext
 
@@ -199,3 +200,81 @@ def test_lora_init_is_seeded() -> None:
     assert all(a[key].abs().sum() == 0 for key in a if "lora_B" in key)
     c = tiny_policy(LoraSettings(seed=1)).adapter_state("default")
     assert any(not torch.equal(a[key], c[key]) for key in a)
+
+
+def test_old_and_reference_velocity_is_both_calls_in_one_forward(policy: FluxKontextPolicy, prompts, sources) -> None:
+    conditions = policy.encode_conditions(prompts[:3], sources[:3])
+    x_t, t = _noisy(policy, 3)
+    _perturb_default(policy)
+    policy.copy_adapter("default", "old")  # old = default now, both unlike the base
+    _perturb_default(policy)  # and default unlike old
+    with torch.no_grad():
+        old = policy.velocity(x_t, t, conditions, adapter="old", guidance=GUIDANCE)
+        reference = policy.velocity(x_t, t, conditions, adapter=None, guidance=GUIDANCE)
+    batches = []
+    hook = policy.transformer.register_forward_pre_hook(lambda _m, _a, kw: batches.append(len(kw["hidden_states"])),
+                                                        with_kwargs=True)  # fmt: skip
+    policy.velocity(x_t, t, conditions, adapter="default", guidance=GUIDANCE)  # with grad: routing stays default
+    both = policy.old_and_reference_velocity(x_t, t, conditions, guidance=GUIDANCE)
+    hook.remove()
+    assert batches == [3, 6]  # one forward of the doubled batch
+    torch.testing.assert_close(both[0], old, rtol=0, atol=1e-5)
+    torch.testing.assert_close(both[1], reference, rtol=0, atol=1e-5)
+    assert (old - reference).abs().max() > 1e-3
+    assert all(v.dtype == torch.float32 and not v.requires_grad for v in both)
+    assert policy.adapters.active == "default"
+    trainable = {id(p) for p in policy.trainable_parameters()}
+    assert {id(p) for p in policy.transformer.parameters() if p.requires_grad} == trainable
+    with pytest.raises(ValueError):
+        policy.old_and_reference_velocity(x_t, t, conditions.select([0]), guidance=GUIDANCE)
+
+
+def _learner_gradients(policy: FluxKontextPolicy, conditions, x_t, t, batched: bool) -> list[torch.Tensor]:
+    """The learner's micro-step order: v_theta with grad, then v_old and v_ref without, then backward."""
+    v_theta = policy.velocity(x_t, t, conditions, adapter="default", guidance=GUIDANCE)
+    if batched:
+        v_old, v_ref = policy.old_and_reference_velocity(x_t, t, conditions, guidance=GUIDANCE)
+    else:
+        with torch.no_grad():
+            v_old = policy.velocity(x_t, t, conditions, adapter="old", guidance=GUIDANCE)
+            v_ref = policy.velocity(x_t, t, conditions, adapter=None, guidance=GUIDANCE)
+    ((v_theta - v_old).square().mean() + (v_theta - v_ref).square().mean()).backward()
+    grads = [p.grad.clone() for p in policy.trainable_parameters() if p.grad is not None]
+    policy.transformer.zero_grad(set_to_none=True)
+    return grads
+
+
+def test_gradient_checkpointing_recomputes_the_blocks_and_keeps_the_gradients(prompts, sources) -> None:
+    plain = tiny_policy()
+    checkpointed = FluxKontextPolicy(build_tiny_kontext(0), size=SIZE, lora=VISIBLE_LORA, gradient_checkpointing=True)
+    assert checkpointed.transformer.is_gradient_checkpointing and not plain.transformer.is_gradient_checkpointing
+    conditions = plain.encode_conditions(prompts[:2], sources[:2])
+    x_t, t = _noisy(plain, 2)
+    calls = {"plain": 0, "checkpointed": 0}
+
+    def counter(name: str):
+        return lambda *_: calls.__setitem__(name, calls[name] + 1)
+
+    blocks = {"plain": plain, "checkpointed": checkpointed}
+    hooks = [
+        p.pipeline.transformer.transformer_blocks[0].register_forward_pre_hook(counter(n)) for n, p in blocks.items()
+    ]
+    for batched in (False, True):  # a no-grad call between the forward and the backward must not re-route it
+        expected = _learner_gradients(plain, conditions, x_t, t, batched)
+        got = _learner_gradients(checkpointed, conditions, x_t, t, batched)
+        assert len(got) == len(expected) == len(plain.trainable_parameters())
+        for a, b in zip(got, expected, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    assert calls["checkpointed"] == calls["plain"] + 2  # the block ran again in each backward
+    for hook in hooks:
+        hook.remove()
+
+
+def test_spec_memory_fields_reach_the_policy() -> None:
+    spec = PolicySpec(gradient_checkpointing=True)
+    assert spec.offload_encoders  # the default: on a GPU the learner then holds the transformer alone
+    policy, plain = build_policy(spec, size=SIZE), build_policy(PolicySpec(), size=SIZE)
+    assert isinstance(policy, FluxKontextPolicy) and isinstance(plain, FluxKontextPolicy)
+    assert policy.pipeline.transformer.is_gradient_checkpointing
+    assert not plain.pipeline.transformer.is_gradient_checkpointing
+    assert not policy.offload_encoders  # nothing to offload to on the CPU

@@ -57,9 +57,10 @@ class FakeJudge:
 
 
 class FakeRollout(Rollout):
-    def __init__(self, reward: FakeReward, **kwargs: Any) -> None:
-        super().__init__(PolicySpec(), RewardEndpoints(), size=SIZE, samples_per_prompt=3, run_seed=7,
-                         policy_factory=tiny_policy, **kwargs)  # fmt: skip
+    def __init__(self, reward: FakeReward, policy: PolicySpec | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("policy_factory", tiny_policy)
+        super().__init__(policy or PolicySpec(), RewardEndpoints(), size=SIZE, samples_per_prompt=3, run_seed=7,
+                         **kwargs)  # fmt: skip
         self.fake_reward = reward
 
     @asynccontextmanager
@@ -126,3 +127,50 @@ def test_the_actor_sends_the_services_tokens_from_its_environment(monkeypatch: p
         assert refused.value.status == 401
         monkeypatch.setenv("TEST_REWARD_TOKEN", "s3cret")
         assert asyncio.run(score(rollout)).scores[0].reward > 0
+
+
+def _counting_encodes(policy: Any) -> list[str]:
+    """Record the prompts `policy` encodes (the real encoder still runs)."""
+    prompts: list[str] = []
+    encode = policy.encode_conditions
+
+    def counted(batch: list[str], images: np.ndarray) -> Any:
+        prompts.extend(batch)
+        return encode(batch, images)
+
+    policy.encode_conditions = counted
+    return prompts
+
+
+@pytest.mark.parametrize("family", ["flux_kontext", "qwen_image_edit"])
+def test_a_tasks_conditions_are_encoded_once_across_samples_and_epochs(family: str) -> None:
+    from tests.workers.tiny_qwen_policy import tiny_qwen_policy
+
+    policy = tiny_policy() if family == "flux_kontext" else tiny_qwen_policy()
+    encoded = _counting_encodes(policy)
+    rollout = FakeRollout(FakeReward(), policy=PolicySpec(family=family), policy_factory=lambda: policy)
+    cold, warm = (rollout.rollout(tasks(), epoch=epoch) for epoch in (0, 1))
+    first, second = cold.groups, warm.groups
+    assert encoded == [t.prompt for t in tasks()]  # once per task, not per sample or epoch
+    # The batches say what the cache saved: the second epoch encoded nothing.
+    assert (cold.conditions_reused, warm.conditions_reused) == (0, 2)
+    assert 0 < cold.encode_s < cold.sample_s and warm.encode_s == 0.0
+    for a, b in zip(first, second, strict=True):
+        assert b.conditions is a.conditions and len(b.conditions) == 1
+        assert not torch.equal(a.latents, b.latents)  # new seeds each epoch, same conditions
+    assert (rollout.conditions.hits, rollout.conditions.misses) == (2, 2)
+
+    # The same id with another image (an eval set numbered like the train set) is another task.
+    prompts, images = edit_inputs(2)
+    other = EditTask("p0", prompts[0], images[1], images[0])
+    rollout.rollout([other], epoch=2)
+    assert len(encoded) == 3
+
+
+def test_a_zero_condition_cache_encodes_every_time() -> None:
+    policy = tiny_policy()
+    encoded = _counting_encodes(policy)
+    rollout = FakeRollout(FakeReward(), policy=PolicySpec(condition_cache_mb=0), policy_factory=lambda: policy)
+    for epoch in (0, 1):
+        rollout.rollout(tasks(1), epoch=epoch)
+    assert len(encoded) == 2 and len(rollout.conditions) == 0

@@ -6,19 +6,29 @@ the trainer relies on: only `default`'s LoRA weights require grad, whichever ada
 Adapter states are keyed without the adapter's name (`...to_q.lora_A.weight`), so one adapter's
 state loads into another. LoRA weights are kept in float32 even on a bf16 base (peft casts the
 activations around them), so AdamW updates and the old-adapter blend do not round to bf16.
+
+`per_sample` routes each sample of one batch through its own adapter (peft's mixed-batch forward:
+its LoRA layers take an `adapter_names` list, "__base__" for the bare base), so the learner gets
+`old`'s and the base's velocities from one forward of a doubled batch instead of two.
 """
 
 from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 import torch
 from peft import LoraConfig
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import Tensor, nn
 
-from workers.policies.base import ADAPTERS, LORA_INIT, TRAINABLE, LoraSettings
+from workers.policies.base import ADAPTERS, LORA_INIT, SAMPLING, TRAINABLE, LoraSettings
+
+# peft's name for "no adapter" in a mixed batch (LoraLayer._mixed_batch_forward skips it).
+BASE = "__base__"
 
 
 class LoraAdapters:
@@ -58,7 +68,8 @@ class LoraAdapters:
         for name in names:
             if name != TRAINABLE:
                 self.copy(TRAINABLE, name)
-        self.activate(TRAINABLE)
+        self._active: str | None = TRAINABLE
+        self._route(TRAINABLE, enable=True)
 
     def _named_params(self, name: str) -> dict[str, nn.Parameter]:
         pattern = re.compile(rf"\.(lora_\w+)\.{re.escape(name)}(\.|$)")
@@ -71,19 +82,83 @@ class LoraAdapters:
         if name not in self._params:
             raise KeyError(f"unknown adapter {name!r}; this policy has {list(self._params)}")
 
+    @property
+    def active(self) -> str | None:
+        """The adapter forwards go through now (None: the bare base)."""
+        return self._active
+
     def activate(self, name: str | None) -> None:
-        """Route forwards through adapter `name`, or through the base model alone when None."""
+        """Route forwards through adapter `name`, or through the base model alone when None.
+
+        A no-op when `name` is routed already: peft's switching walks every LoRA layer and parameter
+        (tens of ms on FLUX), and only this class moves the routing.
+        """
         if name is not None:
             self._check(name)
+        if name != self._active:
+            self._route(name, enable=self._active is None)
+
+    def _route(self, name: str | None, *, enable: bool) -> None:
+        """Switch every LoRA layer to `name` (None: adapters off); `enable`: they are off now."""
         for layer in self._layers:
             if name is None:
                 layer.enable_adapters(False)
             else:
+                if enable:
+                    layer.enable_adapters(True)
                 layer.set_adapter(name)
-                layer.enable_adapters(True)
+        self._active = name
+        self._hold_grad_rule()
+
+    def _hold_grad_rule(self) -> None:
         for adapter, params in self._params.items():
             for param in params.values():
                 param.requires_grad_(adapter == TRAINABLE)
+
+    @contextmanager
+    def per_sample(self, names: Sequence[str | None]) -> Iterator[None]:
+        """Inside, a forward of a batch of len(names) samples routes sample i through adapter names[i]
+        (None: the frozen base), in one pass: the base layers see the whole batch, each adapter only its rows.
+
+        No-grad forwards only: with gradient checkpointing a backward would recompute the blocks after
+        the routing is gone. The routing active before is restored on exit (and the requires_grad rule).
+        """
+        if torch.is_grad_enabled():
+            raise RuntimeError("per_sample is for no-grad forwards (wrap the call in torch.no_grad())")
+        if not names:
+            raise ValueError("per_sample needs one adapter name per sample, got none")
+        for name in names:
+            if name is not None:
+                self._check(name)
+        routing = [BASE if name is None else name for name in names]
+
+        def route(_module: nn.Module, args: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+            return args, {**kwargs, "adapter_names": routing}
+
+        previous = self._active
+        handles = [layer.register_forward_pre_hook(route, with_kwargs=True) for layer in self._layers]
+        if previous is None:  # a disabled layer would skip the adapters whatever the routing says
+            for layer in self._layers:
+                layer.enable_adapters(True)
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+            if previous is None:
+                self._route(None, enable=False)
+
+    def sampling_and_base(self, doubled_forward: Callable[[], Tensor], batch: int) -> tuple[Tensor, Tensor]:
+        """`old`'s and the frozen base's outputs for B = `batch` samples from one no-grad forward.
+
+        `doubled_forward` runs the model on the B samples twice over (2B rows: the B, then the same B
+        again) and returns (2B, ...); the first B rows go through `old`, the second B through the base.
+        """
+        with torch.no_grad(), self.per_sample([SAMPLING] * batch + [None] * batch):
+            output = doubled_forward()
+        if output.shape[0] != 2 * batch:
+            raise ValueError(f"the doubled forward gave {output.shape[0]} rows, expected {2 * batch}")
+        return output[:batch], output[batch:]
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return list(self._params[TRAINABLE].values())

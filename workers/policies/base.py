@@ -168,6 +168,14 @@ class Policy(Protocol):
         """v(x_t, t) as float32 (B, N, C); differentiable only for adapter `default` with grad enabled."""
         ...
 
+    def old_and_reference_velocity(
+        self, latents_t: Tensor, t: Tensor, conditions: Conditions, *, guidance: float
+    ) -> tuple[Tensor, Tensor]:
+        """(v under `old`, v under the frozen base), each float32 (B, N, C), no grad, from ONE batched
+        forward (peft's per-sample adapter routing, `LoraAdapters.sampling_and_base`); equal to two
+        `velocity` calls up to float rounding."""
+        ...
+
     def timesteps(self, steps: int) -> list[float]:
         """The `steps` times the sampler evaluates, 1.0 first, decreasing, all > 0 (the solver ends at 0)."""
         ...

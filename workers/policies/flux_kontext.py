@@ -8,10 +8,18 @@ transformer's output is sliced back to the noisy tokens. FLUX.1 Kontext dev is g
 the guidance scale goes in through the transformer's guidance embedding (no second CFG pass).
 Images are square, `size` x `size` (inputs are resized to it). The module-level functions are the
 model's forward pieces without adapters; `trainer.pretrain` uses them on the bare base model.
+
+Memory: the velocity never needs the VAE or the text encoders (conditions arrive as tensors), so with
+`offload_encoders` on a CUDA device they live on the CPU and visit the device only inside
+`encode_conditions` / `decode`: between those the GPU holds the transformer alone, and the learner
+(which never encodes) never holds them. `gradient_checkpointing` recomputes the transformer blocks
+in the backward instead of keeping their activations.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -108,19 +116,28 @@ class FluxKontextPolicy:
         size: int = 512,
         max_sequence_length: int | None = None,
         gradient_checkpointing: bool = False,
+        offload_encoders: bool = False,
     ) -> None:
-        pipeline.to(device)
-        if any(part.dtype != dtype for part in (pipeline.transformer, pipeline.vae, pipeline.text_encoder_2)):
+        self.device, self.dtype, self.size = torch.device(device), dtype, size
+        # Only where the device is not the CPU does keeping them apart save anything.
+        self.offload_encoders = offload_encoders and self.device.type != "cpu"
+        self.encoders: tuple[nn.Module, ...] = (pipeline.vae, pipeline.text_encoder, pipeline.text_encoder_2)
+        if self.offload_encoders:
+            pipeline.transformer.to(device)
+            for part in self.encoders:
+                part.to("cpu")
+        else:
+            pipeline.to(device)
+        if any(part.dtype != dtype for part in (pipeline.transformer, *self.encoders)):
             pipeline.to(dtype=dtype)
         self.pipeline = pipeline
-        self.device, self.dtype, self.size = torch.device(device), dtype, size
         factor = pipeline.vae_scale_factor
         if size % (2 * factor):
             raise ValueError(f"size {size} must be a multiple of {2 * factor} (VAE factor x 2x2 packing)")
         self.latent_shape = (int(pipeline.vae.config.latent_channels), size // factor, size // factor)
         # The T5 prompt length: 512 for FLUX, the tokenizer's own cap when smaller (64 for the tiny model).
         self.max_sequence_length = max_sequence_length or min(MAX_T5_TOKENS, pipeline.tokenizer_2.model_max_length)
-        for part in (pipeline.vae, pipeline.text_encoder, pipeline.text_encoder_2):
+        for part in self.encoders:
             part.requires_grad_(False).eval()
         self.transformer: nn.Module = pipeline.transformer
         lora = lora or LoraSettings()
@@ -141,16 +158,28 @@ class FluxKontextPolicy:
 
     # -- conditions and images ------------------------------------------------------------------
 
+    @contextmanager
+    def _visiting(self, *parts: nn.Module) -> Iterator[None]:
+        """With `offload_encoders`, `parts` on the device for the block and back on the CPU after it."""
+        for part in parts if self.offload_encoders else ():
+            part.to(self.device)
+        try:
+            yield
+        finally:
+            for part in parts if self.offload_encoders else ():
+                part.to("cpu")
+
     @torch.no_grad()
     def encode_conditions(self, prompts: list[str], images: np.ndarray) -> FluxConditions:
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} images for {len(prompts)} prompts")
         pipe = self.pipeline
-        prompt_embeds, pooled, text_ids = pipe.encode_prompt(
-            prompt=list(prompts), device=self.device, max_sequence_length=self.max_sequence_length
-        )
-        pixels = pixels_from_uint8(images, pipe, self.size).to(self.device, self.dtype)
-        image_latents = encode_images(pipe, pixels)
+        with self._visiting(*self.encoders):
+            prompt_embeds, pooled, text_ids = pipe.encode_prompt(
+                prompt=list(prompts), device=self.device, max_sequence_length=self.max_sequence_length
+            )
+            pixels = pixels_from_uint8(images, pipe, self.size).to(self.device, self.dtype)
+            image_latents = encode_images(pipe, pixels)
         _, height, width = self.latent_shape
         image_ids = pipe._prepare_latent_image_ids(len(prompts), height // 2, width // 2, self.device, self.dtype)
         image_ids[..., 0] = 1  # Kontext marks the condition tokens with a first id coordinate of 1
@@ -165,7 +194,8 @@ class FluxKontextPolicy:
 
     @torch.no_grad()
     def decode(self, latents: Tensor) -> np.ndarray:
-        pixels = decode_latents(self.pipeline, latents.to(self.device, self.dtype), self.size)
+        with self._visiting(self.pipeline.vae):
+            pixels = decode_latents(self.pipeline, latents.to(self.device, self.dtype), self.size)
         images = self.pipeline.image_processor.postprocess(pixels.float(), output_type="pt")  # [0, 1]
         return (images * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
@@ -193,10 +223,41 @@ class FluxKontextPolicy:
     ) -> Tensor:
         if len(conditions) != latents_t.shape[0]:
             raise ValueError(f"{latents_t.shape[0]} latents but conditions for {len(conditions)} samples")
-        self.adapters.activate(adapter)
         conditions = _flux(conditions).to(self.device, self.dtype)
-        with torch.set_grad_enabled(adapter == TRAINABLE and torch.is_grad_enabled()):
-            return kontext_velocity(self.pipeline, latents_t, t, conditions, guidance).float()
+        grad = adapter == TRAINABLE and torch.is_grad_enabled()
+        previous = self.adapters.active
+        self.adapters.activate(adapter)
+        try:
+            with torch.set_grad_enabled(grad):
+                return kontext_velocity(self.pipeline, latents_t, t, conditions, guidance).float()
+        finally:
+            # A no-grad call leaves the routing as it found it: with gradient checkpointing the backward of
+            # an earlier `default` forward recomputes its blocks under whatever routing is active then.
+            if not grad:
+                self.adapters.activate(previous)
+
+    def old_and_reference_velocity(
+        self, latents_t: Tensor, t: Tensor, conditions: Conditions, *, guidance: float
+    ) -> tuple[Tensor, Tensor]:
+        """(v_old, v_ref), each float32 (B, N, C) and without grad, from one forward of a 2B batch.
+
+        The B samples go in twice; peft routes the first copy through `old` and the second through the
+        bare base (`LoraAdapters.sampling_and_base`), so the base layers run once on 2B rows instead of
+        twice on B. Equal to `velocity(adapter="old")` and `velocity(adapter=None)` up to float rounding.
+        """
+        batch = latents_t.shape[0]
+        if len(conditions) != batch:
+            raise ValueError(f"{batch} latents but conditions for {len(conditions)} samples")
+        cond = _flux(conditions).to(self.device, self.dtype)
+        doubled = FluxConditions.cat([cond, cond])
+        times = torch.as_tensor(t).expand(batch)
+        old, reference = self.adapters.sampling_and_base(
+            lambda: kontext_velocity(
+                self.pipeline, torch.cat([latents_t, latents_t]), torch.cat([times, times]), doubled, guidance
+            ),
+            batch,
+        )
+        return old.float(), reference.float()
 
     @torch.no_grad()
     def sample(
@@ -212,7 +273,12 @@ class FluxKontextPolicy:
         def velocity(x: Tensor, t: float) -> Tensor:
             return self.velocity(x, torch.full((count,), t), cond, adapter=adapter, guidance=guidance)
 
-        return heun_sample(velocity, noise.to(self.device), [*self.timesteps(steps), 0.0])
+        previous = self.adapters.active
+        self.adapters.activate(adapter)  # once for all the solver's steps (each velocity call then finds it)
+        try:
+            return heun_sample(velocity, noise.to(self.device), [*self.timesteps(steps), 0.0])
+        finally:
+            self.adapters.activate(previous)
 
     # -- adapters -------------------------------------------------------------------------------
 

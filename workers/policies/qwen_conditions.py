@@ -1,0 +1,94 @@
+"""Qwen-Image-Edit's conditioning tensors for B samples: plain CPU-shippable tensors, like FluxConditions.
+
+Shapes (packed latents as in `workers.policies.base`):
+- `prompt_embeds` (B, L, D): the last hidden states of Qwen2.5-VL for the templated prompt *and*
+  the input image (the VL model sees the image), the template's system prompt dropped;
+- `prompt_mask` (B, L) int64, 1 for real tokens and 0 for padding: prompts differ in length, so
+  joining batches pads them (a single prompt has no padding);
+- `image_latents` (B, M, C): the packed, normalised VAE latents of the input image, which follow the
+  noisy latents along the token axis (M = N: the condition is encoded at the generated size);
+- `latent_shape`: (channels, height, width) of one unpacked generated latent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class QwenConditions:
+    """Qwen-Image-Edit's conditions for B samples (see the module docstring for shapes)."""
+
+    prompt_embeds: Tensor
+    prompt_mask: Tensor
+    image_latents: Tensor
+    latent_shape: tuple[int, int, int]
+
+    BATCHED: ClassVar[tuple[str, ...]] = ("prompt_embeds", "prompt_mask", "image_latents")
+
+    def __post_init__(self) -> None:
+        sizes = {getattr(self, name).shape[0] for name in self.BATCHED}
+        if len(sizes) != 1:
+            raise ValueError(f"batched condition tensors disagree on the batch size: {sorted(sizes)}")
+        if self.prompt_mask.shape != self.prompt_embeds.shape[:2]:
+            raise ValueError(f"prompt mask {tuple(self.prompt_mask.shape)} does not match the embeddings' (B, L)")
+
+    def __len__(self) -> int:
+        return int(self.prompt_embeds.shape[0])
+
+    @property
+    def tokens(self) -> int:
+        """N, the number of packed tokens of one generated latent."""
+        _, height, width = self.latent_shape
+        return (height // 2) * (width // 2)
+
+    def _map(self, batched: Callable[[Tensor], Tensor]) -> QwenConditions:
+        changes: dict[str, Any] = {name: batched(getattr(self, name)) for name in self.BATCHED}
+        return replace(self, **changes)
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> QwenConditions:
+        """Move every tensor to `device`; the floating ones (not the mask) also to `dtype` when given."""
+
+        def move(tensor: Tensor) -> Tensor:
+            if dtype is not None and tensor.is_floating_point():
+                return tensor.to(device=device, dtype=dtype)
+            return tensor.to(device=device)
+
+        return self._map(move)
+
+    def cpu(self) -> QwenConditions:
+        """Detached CPU copies, for shipping through Ray."""
+        return self._map(lambda t: t.detach().cpu())
+
+    def select(self, indices: Sequence[int] | Tensor) -> QwenConditions:
+        """The samples at `indices` (repeats allowed)."""
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return self._map(lambda tensor: tensor[index.to(tensor.device)])
+
+    def repeat(self, k: int) -> QwenConditions:
+        """Each sample k times, sample-major: [a, a, b, b] for [a, b] and k = 2."""
+        return self._map(lambda tensor: tensor.repeat_interleave(k, dim=0))
+
+    @classmethod
+    def cat(cls, items: Sequence[QwenConditions]) -> QwenConditions:
+        """Join batches; shorter prompts are padded (zero embeddings, mask 0) to the longest."""
+        first = items[0]
+        if any(item.latent_shape != first.latent_shape for item in items[1:]):
+            raise ValueError("conditions with different latent shapes cannot be joined")
+        length = max(item.prompt_embeds.shape[1] for item in items)
+
+        def pad(tensor: Tensor) -> Tensor:  # (B, L, ...) -> (B, length, ...), zeros after the end
+            widths = [0, 0] * (tensor.dim() - 2) + [0, length - tensor.shape[1]]
+            return torch.nn.functional.pad(tensor, widths)
+
+        return replace(
+            first,
+            prompt_embeds=torch.cat([pad(item.prompt_embeds) for item in items]),
+            prompt_mask=torch.cat([pad(item.prompt_mask) for item in items]),
+            image_latents=torch.cat([item.image_latents for item in items]),
+        )
