@@ -10,7 +10,7 @@ export OMP_NUM_THREADS ?= 1
 # A local Ray on loopback: Ray reads this once, when it is imported, so it is set before Python starts.
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
 
-.PHONY: install test demo run run-judge lint bench-reward bench-judge bench-learner bench-pipeline clean images images-trainer
+.PHONY: install test demo run run-judge lint bench-reward bench-judge bench-learner bench-pipeline bench-bench clean images images-trainer
 
 install: $(STAMP)
 
@@ -51,6 +51,9 @@ bench-learner: $(STAMP)
 
 # The demo's training on-policy and with run.pipeline, side by side (two runs of make demo's config,
 # 27 minutes on 2 cores here; pass e.g. ARGS='--set run.epochs=20' for a shorter one).
+bench-bench: $(STAMP)
+	$(PY) -m benchmarks.bench_bench --out docs/benchmarks.md $(ARGS)
+
 bench-pipeline: $(STAMP)
 	$(PY) -m benchmarks.bench_pipeline --out docs/benchmarks.md $(ARGS)
 

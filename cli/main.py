@@ -1,10 +1,10 @@
 """The `motionnft` command: the library's commands plus those that need the rooms above it.
 
-`score` and `data` are the library's (`motionnft.cli`, which `python -m motionnft.cli` runs alone);
-`serve`, `train`, `pretrain-tiny` and `plot` are here. Each of these imports its room inside the
-function that runs it, so `motionnft score` starts without Ray, FastAPI or diffusers, and only the
-extras a command needs have to be installed. Errors are one plain line on stderr for the whole
-command (``motionnft.cli_errors.PlainErrorsGroup``).
+`score`, `data` and `bench score` are the library's (`motionnft.cli`, which `python -m motionnft.cli`
+runs alone); `serve`, `train`, `pretrain-tiny`, `plot` and `bench generate` are here. Each of these
+imports its room inside the function that runs it, so `motionnft score` starts without Ray, FastAPI
+or diffusers, and only the extras a command needs have to be installed. Errors are one plain line on
+stderr for the whole command (``motionnft.cli_errors.PlainErrorsGroup``).
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from typing import Annotated, Any
 
 import typer
 
+from motionnft.bench.cli import bench_app
 from motionnft.cli import app as library_app
-from motionnft.cli_errors import plain_typer
+from motionnft.cli_errors import fail, plain_typer
 
 app = plain_typer("MotionNFT: motion-aware reward and RL post-training for image editing.")
-app.add_typer(library_app)  # no name: `score` and `data` join this app's top level
+app.add_typer(library_app)  # no name: `score`, `data` and `bench` join this app's top level
 serve_app = typer.Typer(help="Run a MotionNFT service.", no_args_is_help=True)
 app.add_typer(serve_app, name="serve")
 
@@ -108,6 +109,53 @@ def plot(run_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False)])
     from trainer.plots import plot_run
 
     typer.echo(str(plot_run(run_dir)))
+
+
+EXIT_FAILED_ITEMS = 1
+EXIT_USAGE = 2
+
+
+@bench_app.command("generate")
+def bench_generate(
+    bench: Annotated[Path, typer.Option(exists=True, help="The bench: a jsonl file, or a parquet file or folder.")],
+    policy: Annotated[str, typer.Option(help="A run directory, checkpoint-*.pt, config preset or diffusers folder.")],
+    name: Annotated[str, typer.Option(help="The model's name: its outputs go to OUT/NAME/<item id>.png.")],
+    out: Annotated[Path, typer.Option(file_okay=False, help="Folder of every model's outputs (created).")],
+    seed: Annotated[int, typer.Option(min=0, help="Seeds every item's noise with (seed, item id).")] = 0,
+    steps: Annotated[int | None, typer.Option(min=1, help="Sampler steps (default: the policy's own).")] = None,
+    guidance: Annotated[float | None, typer.Option(min=0.0, help="Guidance (default: the policy's own).")] = None,
+    size: Annotated[int, typer.Option(min=16, help="Square side of inputs and edits, pixels.")] = 512,
+    limit: Annotated[int | None, typer.Option(min=1, help="Render only the first N items.")] = None,
+) -> None:
+    """Render one edit per bench item into OUT/NAME (kept PNGs are not rendered again); exit 1 if any failed."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise typer.BadParameter(f"{name!r} is not a plain folder name", param_hint="'--name'")
+    from motionnft.data.formats import DatasetFormatError, load_dataset
+    from trainer.bench_sources import resolve_source
+    from workers.bench_generate import BenchReadError, generate_bench
+    from workers.bench_output import OutputError
+    from workers.bench_render import RendererError
+    from workers.bench_tasks import SpecError
+
+    try:
+        records = load_dataset(bench)
+    except (DatasetFormatError, OSError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--bench'") from exc
+    try:
+        source = resolve_source(policy, size=size, steps=steps, guidance=guidance)
+    except SpecError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--policy'") from exc
+    try:
+        summary = generate_bench(records, source, out / name, seed=seed, limit=limit)
+    except (BenchReadError, OutputError) as exc:
+        fail(str(exc), EXIT_USAGE)
+    except RendererError as exc:
+        fail(str(exc), EXIT_FAILED_ITEMS)
+    typer.echo(f"{summary.folder}: {summary.rendered} rendered, {summary.kept} kept, {len(summary.failed)} failed "
+               f"of {summary.total}")  # fmt: skip
+    if summary.failed:
+        fail(f"{len(summary.failed)} of {summary.total} items failed; see {summary.folder / 'failures.jsonl'}",
+             EXIT_FAILED_ITEMS)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from motionnft.bench.cli import bench_app
 from motionnft.cli_errors import plain_typer
 from motionnft.contracts.images import DecodedImage, ImageError, decode_image_bytes
 from motionnft.data.cli import data_app
@@ -24,6 +25,7 @@ from motionnft.data.records import MAX_IMAGE_FILE_BYTES, FileReadError, read_fil
 
 app = plain_typer("MotionNFT's library commands: score edits, make and check datasets (`motionnft` has every command).")
 app.add_typer(data_app, name="data")
+app.add_typer(bench_app, name="bench")
 
 ImagePath = Annotated[Path, typer.Option(exists=True, dir_okay=False, readable=True)]
 

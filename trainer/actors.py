@@ -17,7 +17,6 @@ call goes to all of them, and a lost rank is named); rank 0's weights are everyo
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from trainer.distributed import RanksDiverged
 from trainer.learner import Learner
 from trainer.learner_group import LearnerGroup
 from trainer.placement import ActorLost, Placement, first_line, plain_resources, ray_ask, ray_options
+from workers.local_ray import local_ray_environment
 from workers.rollout import Rollout
 from workers.tasks import EditTask, RolloutBatch, RolloutGroup
 
@@ -232,18 +232,6 @@ class RunActors:
             if actor_id is not None and actor._actor_id.hex() == actor_id:
                 return f" ({placement.where()})"
         return ""
-
-
-def local_ray_environment() -> None:
-    """A local Ray sends no usage stats and needs no token (on by default since Ray 2.60).
-
-    `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` keeps a local Ray on 127.0.0.1, but Ray reads it when it is
-    imported: set here it reaches the processes Ray starts, not this one's address, so the Makefile
-    sets it before Python starts. A cluster node leaves it unset (multi-node needs it on).
-    """
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 def start_actors(config: TrainConfig) -> RunActors:

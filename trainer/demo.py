@@ -5,8 +5,9 @@ backend) on free localhost ports, trains the committed tiny policy with `configs
 (local Ray; `--config configs/demo_cpu_qwen.yaml` trains the tiny Qwen-Image-Edit instead), and
 writes to the run directory (`runs/<run.name>` unless given): `summary.json` (before/after motion reward, MAS and
 judge score, overall and per category, with paired-bootstrap 95% intervals of after - before),
-`grid.png` (input, target, before, after), `curves.png` and the metrics. Every process it starts is
-stopped on success, failure or Ctrl-C.
+`grid.png` (input, target, before, after), `curves.png`, the metrics, and `bench/` (MotionEdit-Bench
+on the held-out pairs, base policy against the trained run: results.json, report.md, index.html).
+Every process it starts is stopped on success, failure or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from motionnft.data.synth import generate, split, write_dataset
 from motionnft.progress import StepProgress
 from motionnft.stack import MLLM_JUDGE, REWARD_API, LocalStack
 from trainer.config import load_config
+from trainer.demo_bench import bench_before_after
 from trainer.grid import save_grid
 from trainer.loop import train
 from trainer.metrics import MetricsLog
@@ -34,7 +36,7 @@ from trainer.plots import plot_run
 log = logging.getLogger("motionnft.demo")
 METRICS = ("motion_reward", "mas", "judge")
 # The demo's steps; the before and after evaluations are the epoch bar's first and last "evaluate".
-STAGES = ("data", "services", "train", "summary", "pictures")
+STAGES = ("data", "services", "train", "summary", "pictures", "bench")
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -94,7 +96,13 @@ def main(argv: list[str] | None = None) -> None:
         save_grid(run_dir)
         plot_run(run_dir)
         progress.advance()
+        progress.stage("bench")
+        bench = bench_before_after(args.config, run_dir, eval_path, load_config(args.config, base).data.size)
+        progress.advance({f"bench_{m}": "-" if s.overall is None else f"{s.overall:.2f}"
+                          for m, s in bench.results.models.items()})  # fmt: skip
     print(table(summary))
+    bench_dir = run_dir / "bench"
+    print(f"MotionEdit-Bench, before vs after: {bench_dir / 'report.md'} and {bench_dir / 'index.html'}")
 
 
 def run_with_services(config_path: Path, overrides: list[str], run_dir: Path, progress: StepProgress) -> None:

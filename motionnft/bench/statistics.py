@@ -66,3 +66,39 @@ def _deltas(before: Scores, after: Scores) -> np.ndarray:
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise ValueError("scores must be finite")
     return a - b
+
+
+def bootstrap_mean_ci(
+    values: Scores,
+    weights: Scores | None = None,
+    *,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval (low, high) of one model's mean over items.
+
+    With ``weights`` the statistic is the weighted mean sum(w * v) / sum(w) (a Win Rate pooled over
+    an item's several comparisons); items are resampled with their weights. Needs >= 2 items.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    w = np.ones_like(v) if weights is None else np.asarray(weights, dtype=np.float64)
+    if v.ndim != 1 or v.shape != w.shape:
+        raise ValueError("values and weights must be flat and of one length")
+    if v.size < 2:
+        raise ValueError(f"need at least 2 items, got {v.size}")
+    if not (np.isfinite(v).all() and np.isfinite(w).all()) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError("values must be finite and weights finite, >= 0 and not all 0")
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_resamples, dtype=np.float64)
+    chunk = max(1, 2_000_000 // v.size)
+    for start in range(0, n_resamples, chunk):
+        stop = min(start + chunk, n_resamples)
+        idx = rng.integers(0, v.size, size=(stop - start, v.size))
+        total = w[idx].sum(axis=1)
+        # A resample of only zero-weight items has no comparisons: it counts at the overall mean.
+        means[start:stop] = np.where(total > 0, (w[idx] * v[idx]).sum(axis=1) / np.maximum(total, 1e-300),
+                                     (w * v).sum() / w.sum())  # fmt: skip
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(means, [tail, 100.0 - tail])
+    return float(low), float(high)

@@ -93,8 +93,13 @@ def generate(n: int, seed: int, size: int = 64) -> list[SynthPair]:
     return [generate_pair(seed, index, size) for index in range(n)]
 
 
-def generate_pair(seed: int, index: int, size: int = 64) -> SynthPair:
-    """Pair ``index`` of the dataset ``seed`` (its own random stream, so pairs are independent)."""
+def generate_pair(seed: int, index: int, size: int = 64, motion: float = 1.0) -> SynthPair:
+    """Pair ``index`` of the dataset ``seed`` (its own random stream, so pairs are independent).
+
+    ``motion`` scales every shape's motion (``partial_pose``): 1 is the dataset's pair, 0.5 a target
+    half-way, 0 no motion, -1 the opposite motion; the same input and scene in every case (the
+    known-quality edits of the bench's ranking checks). ``flow`` stays the true flow of motion 1.
+    """
     rng = np.random.default_rng([seed, index])
     category = CATEGORIES[index % len(CATEGORIES)]
     scale = size / 64.0
@@ -106,9 +111,24 @@ def generate_pair(seed: int, index: int, size: int = 64) -> SynthPair:
         raise RuntimeError(f"could not place a {category} scene at {size} px in {_MAX_TRIES} tries")
     background = make_background(rng, size, [shape for shape, _, _ in motions])
     input_image, labels = render(background, [(shape, start) for shape, start, _ in motions])
-    target_image, _ = render(background, [(shape, end) for shape, _, end in motions])
+    ends = [end if motion == 1.0 else partial_pose(start, end, motion) for _, start, end in motions]
+    target_image, _ = render(background, [(shape, end) for (shape, _, _), end in zip(motions, ends, strict=True)])
     flow = true_flow(labels, [start for _, start, _ in motions], [end for _, _, end in motions])
     return SynthPair(f"synth-s{seed}-{index:05d}", prompt, category, input_image, target_image, flow, labels >= 0)
+
+
+def partial_pose(start: Pose, end: Pose, fraction: float) -> Pose:
+    """The pose ``fraction`` of the way from ``start`` to ``end``: the translation scaled, the turn
+    (relative rotation and scale) raised to ``fraction``; a mirror, which has no fractional power,
+    happens at ``fraction`` >= 1 and is undone (inverted) below 0."""
+    dx, dy = end.centre[0] - start.centre[0], end.centre[1] - start.centre[1]
+    relative = end.matrix @ np.linalg.inv(start.matrix)
+    if np.linalg.det(relative) > 0:
+        angle = np.degrees(np.arctan2(relative[1, 0], relative[0, 0]))
+        linear = rotation(fraction * angle) * np.sqrt(np.linalg.det(relative)) ** fraction
+    else:
+        linear = relative if fraction >= 1 else np.linalg.inv(relative) if fraction < 0 else np.eye(2)
+    return start.moved(fraction * dx, fraction * dy, linear)
 
 
 def _fits(motions: list[Motion], size: int, touch_at_end: bool = False, margin: float = 1.0) -> bool:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from motionnft.data.synth import CATEGORIES, SynthPair, generate, split
+from motionnft.data.synth import CATEGORIES, SynthPair, generate, generate_pair, split
 from motionnft.flow import build_flow_estimator
 
 TRANSLATING = ("locomotion", "subject_object", "inter_subject")  # whole-pixel moves only
@@ -167,3 +167,15 @@ def test_bad_arguments_are_refused() -> None:
         generate(1, seed=0, size=16)
     with pytest.raises(ValueError, match="non-negative"):
         generate(1, seed=-1)
+
+
+def test_a_share_of_the_motion_renders_the_same_scene_part_of_the_way() -> None:
+    for index in range(12):  # two pairs per category (index 3 is a flip)
+        full, again = generate_pair(3, index, 64), generate_pair(3, index, 64, motion=1.0)
+        still, half = generate_pair(3, index, 64, motion=0.0), generate_pair(3, index, 64, motion=0.5)
+        np.testing.assert_array_equal(again.target_image, full.target_image)
+        np.testing.assert_array_equal(still.target_image, full.input_image)  # no motion: the input itself
+        np.testing.assert_array_equal(half.input_image, full.input_image)
+        assert not np.array_equal(half.target_image, full.target_image)
+        if "Flip" not in full.prompt:  # a mirror has no half-way pose: it happens at the full share only
+            assert not np.array_equal(half.target_image, full.input_image)
