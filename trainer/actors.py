@@ -38,7 +38,7 @@ from workers.tasks import EditTask, RolloutBatch, RolloutGroup
 
 # (version, weights) of a sampling adapter, in Ray's object store.
 WeightsRef = ray.ObjectRef
-__all__ = ["ActorLost", "Placement", "RolloutInFlight", "RunActors", "local_ray_environment", "start_actors"]
+__all__ = ["ActorLost", "Placement", "RolloutInFlight", "RunActors", "start_actors"]
 
 
 @dataclass(frozen=True)

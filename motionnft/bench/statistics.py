@@ -36,22 +36,7 @@ def paired_bootstrap_ci(
     (1 + confidence) / 2 percentiles of those means. Deterministic for a given ``seed``
     (numpy.random.default_rng).
     """
-    deltas = _deltas(before, after)
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
-        raise ValueError(f"n_resamples must be an int >= 1, got {n_resamples!r}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_resamples, dtype=np.float64)
-    # Chunked so a large bench (1,015 items) times 2,000 resamples stays a few MB of indices.
-    chunk = max(1, 2_000_000 // deltas.size)
-    for start in range(0, n_resamples, chunk):
-        stop = min(start + chunk, n_resamples)
-        idx = rng.integers(0, deltas.size, size=(stop - start, deltas.size))
-        means[start:stop] = deltas[idx].mean(axis=1)
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(means, [tail, 100.0 - tail])
-    return float(low), float(high)
+    return _percentile_interval(_deltas(before, after), None, n_resamples, confidence, seed)
 
 
 def _deltas(before: Scores, after: Scores) -> np.ndarray:
@@ -89,12 +74,27 @@ def bootstrap_mean_ci(
         raise ValueError(f"need at least 2 items, got {v.size}")
     if not (np.isfinite(v).all() and np.isfinite(w).all()) or (w < 0).any() or w.sum() <= 0:
         raise ValueError("values must be finite and weights finite, >= 0 and not all 0")
+    return _percentile_interval(v, None if weights is None else w, n_resamples, confidence, seed)
+
+
+def _percentile_interval(
+    v: np.ndarray, w: np.ndarray | None, n_resamples: int, confidence: float, seed: int
+) -> tuple[float, float]:
+    """The percentile interval of the (weighted) mean of `v` over `n_resamples` item resamples."""
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
+        raise ValueError(f"n_resamples must be an int >= 1, got {n_resamples!r}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
     rng = np.random.default_rng(seed)
     means = np.empty(n_resamples, dtype=np.float64)
+    # Chunked so a large bench (1,015 items) times 2,000 resamples stays a few MB of indices.
     chunk = max(1, 2_000_000 // v.size)
     for start in range(0, n_resamples, chunk):
         stop = min(start + chunk, n_resamples)
         idx = rng.integers(0, v.size, size=(stop - start, v.size))
+        if w is None:
+            means[start:stop] = v[idx].mean(axis=1)
+            continue
         total = w[idx].sum(axis=1)
         # A resample of only zero-weight items has no comparisons: it counts at the overall mean.
         means[start:stop] = np.where(total > 0, (w[idx] * v[idx]).sum(axis=1) / np.maximum(total, 1e-300),

@@ -7,7 +7,6 @@ failure (exit 1, failures.jsonl) while the others render; once fixed, a rerun re
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,21 +15,9 @@ from typer.testing import CliRunner
 from cli.main import app
 from motionnft.data.formats import load_dataset
 from tests.workers.bench_data import DEMO, SIZE, input_image, mtimes, pixels, write_bench
-from workers.local_ray import local_ray_environment
 from workers.policies.factory import TINY_CHECKPOINT
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def ray_session() -> Iterator[None]:
-    """A local Ray on loopback for this module; the command finds it running and leaves it running."""
-    import ray
-
-    local_ray_environment()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
-    yield
-    ray.shutdown()
 
 
 def generate(bench: Path, out: Path, policy: str = str(DEMO), *extra: str) -> tuple[int, str, str]:

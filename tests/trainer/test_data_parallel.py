@@ -14,11 +14,12 @@ import ray
 import torch
 
 from tests.workers.tiny_policy import edit_inputs
-from trainer.actors import ActorLost, RunActors, local_ray_environment, start_actors
+from trainer.actors import ActorLost, RunActors, start_actors
 from trainer.checkpoints import TrainerState, load_checkpoint
 from trainer.config import ConfigError, TrainConfig, load_config
 from trainer.learner import Learner
 from trainer.loop import _stopped_at
+from workers.local_ray import local_ray_environment
 from workers.policies.base import TRAINABLE
 from workers.policies.factory import TINY_CHECKPOINT, build_policy
 from workers.rewards import GroupRewards
