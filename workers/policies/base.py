@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, Self, runtime_checkable
 
 import numpy as np
 import torch
@@ -66,8 +66,62 @@ class Conditions(Protocol):
         ...
 
 
+class BatchedConditions:
+    """Shared by the families' condition dataclasses: `BATCHED` names the per-sample tensors (first
+    axis B), `SHARED` those every sample shares (position ids), `latent_shape` the generated latent's
+    (C, H, W). Every operation returns a new instance (`dataclasses.replace`)."""
+
+    BATCHED: ClassVar[tuple[str, ...]] = ()
+    SHARED: ClassVar[tuple[str, ...]] = ()
+    latent_shape: tuple[int, int, int]
+
+    def __post_init__(self) -> None:
+        sizes = {getattr(self, name).shape[0] for name in self.BATCHED}
+        if len(sizes) != 1:
+            raise ValueError(f"batched condition tensors disagree on the batch size: {sorted(sizes)}")
+
+    def __len__(self) -> int:
+        return int(getattr(self, self.BATCHED[0]).shape[0])
+
+    @property
+    def tokens(self) -> int:
+        """N, the number of packed tokens of one generated latent."""
+        _, height, width = self.latent_shape
+        return (height // 2) * (width // 2)
+
+    def _map(self, batched: Callable[[Tensor], Tensor], shared: Callable[[Tensor], Tensor] | None = None) -> Self:
+        """Apply `batched` to the per-sample tensors and `shared` (default: keep) to the shared ones."""
+        changes: dict[str, Any] = {name: batched(getattr(self, name)) for name in self.BATCHED}
+        if shared is not None:
+            changes |= {name: shared(getattr(self, name)) for name in self.SHARED}
+        return replace(self, **changes)  # type: ignore[type-var]
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Self:
+        """Move every tensor to `device`; floating tensors (not masks or ids) also to `dtype` when given."""
+
+        def move(tensor: Tensor) -> Tensor:
+            if dtype is not None and tensor.is_floating_point():
+                return tensor.to(device=device, dtype=dtype)
+            return tensor.to(device=device)
+
+        return self._map(move, move)
+
+    def cpu(self) -> Self:
+        """Detached CPU copies, for shipping through Ray."""
+        return self._map(lambda t: t.detach().cpu(), lambda t: t.detach().cpu())
+
+    def select(self, indices: Sequence[int] | Tensor) -> Self:
+        """The samples at `indices` (repeats allowed: `select([0] * k)` expands one prompt to k samples)."""
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return self._map(lambda tensor: tensor[index.to(tensor.device)])
+
+    def repeat(self, k: int) -> Self:
+        """Each sample k times, sample-major: [a, a, b, b] for [a, b] and k = 2."""
+        return self._map(lambda tensor: tensor.repeat_interleave(k, dim=0))
+
+
 @dataclass(frozen=True)
-class FluxConditions:
+class FluxConditions(BatchedConditions):
     """FLUX.1 Kontext's conditioning tensors for B samples (see the module docstring for shapes)."""
 
     prompt_embeds: Tensor
@@ -78,52 +132,7 @@ class FluxConditions:
     latent_shape: tuple[int, int, int]
 
     BATCHED: ClassVar[tuple[str, ...]] = ("prompt_embeds", "pooled_prompt_embeds", "image_latents")
-
-    def __post_init__(self) -> None:
-        sizes = {getattr(self, name).shape[0] for name in self.BATCHED}
-        if len(sizes) != 1:
-            raise ValueError(f"batched condition tensors disagree on the batch size: {sorted(sizes)}")
-
-    def __len__(self) -> int:
-        return int(self.prompt_embeds.shape[0])
-
-    @property
-    def tokens(self) -> int:
-        """N, the number of packed tokens of one generated latent."""
-        _, height, width = self.latent_shape
-        return (height // 2) * (width // 2)
-
-    def _map(
-        self, batched: Callable[[Tensor], Tensor], shared: Callable[[Tensor], Tensor] | None = None
-    ) -> FluxConditions:
-        """Apply `batched` to the per-sample tensors and `shared` (default: keep) to the position ids."""
-        changes: dict[str, Any] = {name: batched(getattr(self, name)) for name in self.BATCHED}
-        if shared is not None:
-            changes |= {name: shared(getattr(self, name)) for name in ("text_ids", "image_ids")}
-        return replace(self, **changes)
-
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> FluxConditions:
-        """Move every tensor to `device`; floating tensors also to `dtype` when given."""
-
-        def move(tensor: Tensor) -> Tensor:
-            if dtype is not None and tensor.is_floating_point():
-                return tensor.to(device=device, dtype=dtype)
-            return tensor.to(device=device)
-
-        return self._map(move, move)
-
-    def cpu(self) -> FluxConditions:
-        """Detached CPU copies, for shipping through Ray."""
-        return self._map(lambda t: t.detach().cpu(), lambda t: t.detach().cpu())
-
-    def select(self, indices: Sequence[int] | Tensor) -> FluxConditions:
-        """The samples at `indices` (repeats allowed: `select([0] * k)` expands one prompt to k samples)."""
-        index = torch.as_tensor(indices, dtype=torch.long)
-        return self._map(lambda tensor: tensor[index.to(tensor.device)])
-
-    def repeat(self, k: int) -> FluxConditions:
-        """Each sample k times, sample-major: [a, a, b, b] for [a, b] and k = 2."""
-        return self._map(lambda tensor: tensor.repeat_interleave(k, dim=0))
+    SHARED: ClassVar[tuple[str, ...]] = ("text_ids", "image_ids")
 
     @classmethod
     def cat(cls, items: Sequence[FluxConditions]) -> FluxConditions:

@@ -18,8 +18,6 @@ in the backward instead of keeping their activations.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -28,11 +26,11 @@ import torch
 from diffusers import FluxKontextPipeline
 from diffusers.pipelines.flux.pipeline_flux_kontext import calculate_shift, retrieve_timesteps
 from diffusers.schedulers.scheduling_flow_match_euler_discrete import FlowMatchEulerDiscreteScheduler
-from torch import Tensor, nn
+from torch import Tensor
 
-from workers.policies.adapters import LoraAdapters
-from workers.policies.base import SAMPLING, TRAINABLE, Conditions, FluxConditions, LoraSettings
-from workers.policies.solver import heun_sample, seeded_noise
+from workers.policies.base import SAMPLING, Conditions, FluxConditions, LoraSettings
+from workers.policies.lora_policy import LoraPolicy
+from workers.policies.solver import seeded_noise
 
 MAX_T5_TOKENS = 512
 # A `FluxKontextPipeline`. diffusers attaches a pipeline's parts (vae, transformer, ...) with setattr, which
@@ -101,7 +99,7 @@ def _flux(conditions: Conditions) -> FluxConditions:
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out")
 
 
-class FluxKontextPolicy:
+class FluxKontextPolicy(LoraPolicy):
     """FLUX.1 Kontext (or the tiny stand-in from `workers.policies.tiny`) behind the Policy protocol."""
 
     family = "flux-kontext"
@@ -118,18 +116,9 @@ class FluxKontextPolicy:
         gradient_checkpointing: bool = False,
         offload_encoders: bool = False,
     ) -> None:
-        self.device, self.dtype, self.size = torch.device(device), dtype, size
-        # Only where the device is not the CPU does keeping them apart save anything.
-        self.offload_encoders = offload_encoders and self.device.type != "cpu"
-        self.encoders: tuple[nn.Module, ...] = (pipeline.vae, pipeline.text_encoder, pipeline.text_encoder_2)
-        if self.offload_encoders:
-            pipeline.transformer.to(device)
-            for part in self.encoders:
-                part.to("cpu")
-        else:
-            pipeline.to(device)
-        if any(part.dtype != dtype for part in (pipeline.transformer, *self.encoders)):
-            pipeline.to(dtype=dtype)
+        self.size = size
+        self._place(pipeline, (pipeline.vae, pipeline.text_encoder, pipeline.text_encoder_2), device, dtype,
+                    offload_encoders)  # fmt: skip
         self.pipeline = pipeline
         factor = pipeline.vae_scale_factor
         if size % (2 * factor):
@@ -137,15 +126,7 @@ class FluxKontextPolicy:
         self.latent_shape = (int(pipeline.vae.config.latent_channels), size // factor, size // factor)
         # The T5 prompt length: 512 for FLUX, the tokenizer's own cap when smaller (64 for the tiny model).
         self.max_sequence_length = max_sequence_length or min(MAX_T5_TOKENS, pipeline.tokenizer_2.model_max_length)
-        for part in self.encoders:
-            part.requires_grad_(False).eval()
-        self.transformer: nn.Module = pipeline.transformer
-        lora = lora or LoraSettings()
-        if lora.targets is None:
-            lora = lora.model_copy(update={"targets": LORA_TARGETS})
-        self.adapters = LoraAdapters(self.transformer, lora)
-        if gradient_checkpointing:
-            pipeline.transformer.enable_gradient_checkpointing()
+        self._add_adapters(pipeline.transformer, lora, LORA_TARGETS, gradient_checkpointing)
         self._timesteps: dict[int, list[float]] = {}
 
     @classmethod
@@ -157,17 +138,6 @@ class FluxKontextPolicy:
         return cls(pipeline, device=device, dtype=dtype, **kwargs)
 
     # -- conditions and images ------------------------------------------------------------------
-
-    @contextmanager
-    def _visiting(self, *parts: nn.Module) -> Iterator[None]:
-        """With `offload_encoders`, `parts` on the device for the block and back on the CPU after it."""
-        for part in parts if self.offload_encoders else ():
-            part.to(self.device)
-        try:
-            yield
-        finally:
-            for part in parts if self.offload_encoders else ():
-                part.to("cpu")
 
     @torch.no_grad()
     def encode_conditions(self, prompts: list[str], images: np.ndarray) -> FluxConditions:
@@ -224,17 +194,7 @@ class FluxKontextPolicy:
         if len(conditions) != latents_t.shape[0]:
             raise ValueError(f"{latents_t.shape[0]} latents but conditions for {len(conditions)} samples")
         conditions = _flux(conditions).to(self.device, self.dtype)
-        grad = adapter == TRAINABLE and torch.is_grad_enabled()
-        previous = self.adapters.active
-        self.adapters.activate(adapter)
-        try:
-            with torch.set_grad_enabled(grad):
-                return kontext_velocity(self.pipeline, latents_t, t, conditions, guidance).float()
-        finally:
-            # A no-grad call leaves the routing as it found it: with gradient checkpointing the backward of
-            # an earlier `default` forward recomputes its blocks under whatever routing is active then.
-            if not grad:
-                self.adapters.activate(previous)
+        return self._routed(adapter, lambda: kontext_velocity(self.pipeline, latents_t, t, conditions, guidance))
 
     def old_and_reference_velocity(
         self, latents_t: Tensor, t: Tensor, conditions: Conditions, *, guidance: float
@@ -273,30 +233,4 @@ class FluxKontextPolicy:
         def velocity(x: Tensor, t: float) -> Tensor:
             return self.velocity(x, torch.full((count,), t), cond, adapter=adapter, guidance=guidance)
 
-        previous = self.adapters.active
-        self.adapters.activate(adapter)  # once for all the solver's steps (each velocity call then finds it)
-        try:
-            return heun_sample(velocity, noise.to(self.device), [*self.timesteps(steps), 0.0])
-        finally:
-            self.adapters.activate(previous)
-
-    # -- adapters -------------------------------------------------------------------------------
-
-    def adapter_state(self, name: str) -> dict[str, Tensor]:
-        return self.adapters.state(name)
-
-    def adapter_parameters(self, name: str) -> dict[str, nn.Parameter]:
-        return self.adapters.parameters(name)
-
-    def load_adapter_state(self, name: str, state: dict[str, Tensor]) -> None:
-        self.adapters.load_state(name, state)
-
-    def copy_adapter(self, src: str, dst: str) -> None:
-        self.adapters.copy(src, dst)
-
-    def blend_adapter(self, dst: str, src: str, decay: float) -> None:
-        """dst <- decay * dst + (1 - decay) * src (the per-epoch update of the sampling adapter)."""
-        self.adapters.blend(dst, src, decay)
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return self.adapters.trainable_parameters()
+        return self._solve(velocity, noise, [*self.timesteps(steps), 0.0], adapter)

@@ -12,16 +12,18 @@ Shapes (packed latents as in `workers.policies.base`):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from workers.policies.base import BatchedConditions
+
 
 @dataclass(frozen=True)
-class QwenConditions:
+class QwenConditions(BatchedConditions):
     """Qwen-Image-Edit's conditions for B samples (see the module docstring for shapes)."""
 
     prompt_embeds: Tensor
@@ -32,47 +34,9 @@ class QwenConditions:
     BATCHED: ClassVar[tuple[str, ...]] = ("prompt_embeds", "prompt_mask", "image_latents")
 
     def __post_init__(self) -> None:
-        sizes = {getattr(self, name).shape[0] for name in self.BATCHED}
-        if len(sizes) != 1:
-            raise ValueError(f"batched condition tensors disagree on the batch size: {sorted(sizes)}")
+        super().__post_init__()
         if self.prompt_mask.shape != self.prompt_embeds.shape[:2]:
             raise ValueError(f"prompt mask {tuple(self.prompt_mask.shape)} does not match the embeddings' (B, L)")
-
-    def __len__(self) -> int:
-        return int(self.prompt_embeds.shape[0])
-
-    @property
-    def tokens(self) -> int:
-        """N, the number of packed tokens of one generated latent."""
-        _, height, width = self.latent_shape
-        return (height // 2) * (width // 2)
-
-    def _map(self, batched: Callable[[Tensor], Tensor]) -> QwenConditions:
-        changes: dict[str, Any] = {name: batched(getattr(self, name)) for name in self.BATCHED}
-        return replace(self, **changes)
-
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> QwenConditions:
-        """Move every tensor to `device`; the floating ones (not the mask) also to `dtype` when given."""
-
-        def move(tensor: Tensor) -> Tensor:
-            if dtype is not None and tensor.is_floating_point():
-                return tensor.to(device=device, dtype=dtype)
-            return tensor.to(device=device)
-
-        return self._map(move)
-
-    def cpu(self) -> QwenConditions:
-        """Detached CPU copies, for shipping through Ray."""
-        return self._map(lambda t: t.detach().cpu())
-
-    def select(self, indices: Sequence[int] | Tensor) -> QwenConditions:
-        """The samples at `indices` (repeats allowed)."""
-        index = torch.as_tensor(indices, dtype=torch.long)
-        return self._map(lambda tensor: tensor[index.to(tensor.device)])
-
-    def repeat(self, k: int) -> QwenConditions:
-        """Each sample k times, sample-major: [a, a, b, b] for [a, b] and k = 2."""
-        return self._map(lambda tensor: tensor.repeat_interleave(k, dim=0))
 
     @classmethod
     def cat(cls, items: Sequence[QwenConditions]) -> QwenConditions:

@@ -19,8 +19,6 @@ pieces without adapters; `trainer.pretrain_qwen` uses them on the bare base mode
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +28,10 @@ from diffusers import QwenImageEditPipeline, QwenImageEditPlusPipeline
 from diffusers.pipelines.qwenimage.pipeline_qwenimage_edit import calculate_shift, retrieve_timesteps
 from diffusers.pipelines.qwenimage.pipeline_qwenimage_edit_plus import CONDITION_IMAGE_SIZE
 from diffusers.schedulers.scheduling_flow_match_euler_discrete import FlowMatchEulerDiscreteScheduler
-from torch import Tensor, nn
+from torch import Tensor
 
-from workers.policies.adapters import LoraAdapters
-from workers.policies.base import SAMPLING, TRAINABLE, Conditions, LoraSettings
+from workers.policies.base import SAMPLING, Conditions, LoraSettings
+from workers.policies.lora_policy import LoraPolicy
 from workers.policies.qwen_conditions import QwenConditions
 from workers.policies.qwen_forward import (
     QwenPipeline,
@@ -43,7 +41,7 @@ from workers.policies.qwen_forward import (
     encode_images,
     vae_pixels,
 )
-from workers.policies.solver import heun_sample, seeded_noise
+from workers.policies.solver import seeded_noise
 
 # LoRA targets (docs/method.md 5 names FLUX's). Qwen-Image's MMDiT blocks use diffusers' `Attention`
 # with added key/value projections, so FLUX's names map one to one onto Qwen's modules: image-stream
@@ -66,7 +64,7 @@ def _no_guidance(guidance: float) -> None:
         raise ValueError(f"Qwen-Image-Edit samples without guidance (no CFG, no guidance embedding), got {guidance}")
 
 
-class QwenImageEditPolicy:
+class QwenImageEditPolicy(LoraPolicy):
     """Qwen-Image-Edit (or the tiny stand-in from `workers.policies.tiny_qwen`) behind the Policy protocol."""
 
     family = "qwen-image-edit"
@@ -82,19 +80,10 @@ class QwenImageEditPolicy:
         gradient_checkpointing: bool = False,
         offload_encoders: bool = False,
     ) -> None:
-        self.device, self.dtype, self.size = torch.device(device), dtype, size
+        self.size = size
         # As for FLUX: the velocity never needs the VAE or the VL encoder, so on an accelerator they
         # may wait on the CPU and visit the device only to encode or decode.
-        self.offload_encoders = offload_encoders and self.device.type != "cpu"
-        self.encoders: tuple[nn.Module, ...] = (pipeline.vae, pipeline.text_encoder)
-        if self.offload_encoders:
-            pipeline.transformer.to(device)
-            for part in self.encoders:
-                part.to("cpu")
-        else:
-            pipeline.to(device)
-        if any(part.dtype != dtype for part in (pipeline.transformer, *self.encoders)):
-            pipeline.to(dtype=dtype)
+        self._place(pipeline, (pipeline.vae, pipeline.text_encoder), device, dtype, offload_encoders)
         self.pipeline = pipeline
         self.plus = isinstance(pipeline, QwenImageEditPlusPipeline)
         factor = pipeline.vae_scale_factor
@@ -103,15 +92,7 @@ class QwenImageEditPolicy:
         self.latent_shape = (int(pipeline.vae.config.z_dim), size // factor, size // factor)
         # The side of the image the VL encoder sees: Plus's condition size (384 for 1:1), never above `size`.
         self.prompt_image_size = min(size, math.isqrt(CONDITION_IMAGE_SIZE)) if self.plus else size
-        for part in self.encoders:
-            part.requires_grad_(False).eval()
-        self.transformer: nn.Module = pipeline.transformer
-        lora = lora or LoraSettings()
-        if lora.targets is None:
-            lora = lora.model_copy(update={"targets": LORA_TARGETS})
-        self.adapters = LoraAdapters(self.transformer, lora)
-        if gradient_checkpointing:
-            pipeline.transformer.enable_gradient_checkpointing()
+        self._add_adapters(pipeline.transformer, lora, LORA_TARGETS, gradient_checkpointing)
         self._timesteps: dict[int, list[float]] = {}
 
     @classmethod
@@ -135,20 +116,6 @@ class QwenImageEditPolicy:
         return cls(pipeline, device=device, dtype=dtype, **kwargs)
 
     # -- conditions and images ------------------------------------------------------------------
-
-    @contextmanager
-    def _visiting(self, *parts: nn.Module) -> Iterator[None]:
-        """With `offload_encoders`, `parts` on the device for the block and back on the CPU after it."""
-        if not self.offload_encoders:
-            yield
-            return
-        for part in parts:
-            part.to(self.device)
-        try:
-            yield
-        finally:
-            for part in parts:
-                part.to("cpu")
 
     @torch.no_grad()
     def encode_conditions(self, prompts: list[str], images: np.ndarray) -> QwenConditions:
@@ -201,17 +168,7 @@ class QwenImageEditPolicy:
         if len(conditions) != latents_t.shape[0]:
             raise ValueError(f"{latents_t.shape[0]} latents but conditions for {len(conditions)} samples")
         conditions = conditions.to(self.device, self.dtype)
-        grad = adapter == TRAINABLE and torch.is_grad_enabled()
-        previous = self.adapters.active
-        self.adapters.activate(adapter)
-        try:
-            with torch.set_grad_enabled(grad):
-                return edit_velocity(self.pipeline, latents_t, t, conditions).float()
-        finally:
-            # A no-grad call leaves the routing as it found it: with gradient checkpointing the backward of
-            # an earlier `default` forward recomputes its blocks under whatever routing is active then.
-            if not grad:
-                self.adapters.activate(previous)
+        return self._routed(adapter, lambda: edit_velocity(self.pipeline, latents_t, t, conditions))
 
     def old_and_reference_velocity(
         self, latents_t: Tensor, t: Tensor, conditions: Conditions, *, guidance: float = 0.0
@@ -252,30 +209,4 @@ class QwenImageEditPolicy:
         def velocity(x: Tensor, t: float) -> Tensor:
             return self.velocity(x, torch.full((count,), t), cond, adapter=adapter)
 
-        previous = self.adapters.active
-        self.adapters.activate(adapter)  # once for all the solver's steps (each velocity call then finds it)
-        try:
-            return heun_sample(velocity, noise.to(self.device), [*self.timesteps(steps), 0.0])
-        finally:
-            self.adapters.activate(previous)
-
-    # -- adapters -------------------------------------------------------------------------------
-
-    def adapter_state(self, name: str) -> dict[str, Tensor]:
-        return self.adapters.state(name)
-
-    def adapter_parameters(self, name: str) -> dict[str, nn.Parameter]:
-        return self.adapters.parameters(name)
-
-    def load_adapter_state(self, name: str, state: dict[str, Tensor]) -> None:
-        self.adapters.load_state(name, state)
-
-    def copy_adapter(self, src: str, dst: str) -> None:
-        self.adapters.copy(src, dst)
-
-    def blend_adapter(self, dst: str, src: str, decay: float) -> None:
-        """dst <- decay * dst + (1 - decay) * src (the per-epoch update of the sampling adapter)."""
-        self.adapters.blend(dst, src, decay)
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return self.adapters.trainable_parameters()
+        return self._solve(velocity, noise, [*self.timesteps(steps), 0.0], adapter)
