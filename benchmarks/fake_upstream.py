@@ -1,8 +1,9 @@
 """A fake OpenAI-compatible chat-completions server (a vLLM stand-in) on loopback, for tests and benchmarks.
 
 `ChatCompletionsUpstream` is a raw ASGI app, cheap per request: it never decodes images and parses the
-request JSON only when it records requests. `running_upstream` serves it with uvicorn on 127.0.0.1
-(a free port) in a background thread and yields a base URL ending in `/v1`:
+request JSON only when it must (below). What it can answer (`Behaviour`, `answer`, `text_answer`,
+`error`, ...) is in `benchmarks/fake_answers.py`, re-exported here. `running_upstream` serves it
+with uvicorn on 127.0.0.1 (a free port) in a background thread and yields a base URL ending in `/v1`:
 
     upstream = ChatCompletionsUpstream(logprobs=logprobs_from_levels([0, 0, 0.1, 0.2, 0.7, 0]))
     with running_upstream(upstream) as base_url:
@@ -10,10 +11,15 @@ request JSON only when it records requests. `running_upstream` serves it with uv
         ...
 
 Routes: `POST /v1/chat/completions`, `GET /v1/models`. What a chat-completions request gets, first
-match wins: the queue of the first `script(..., marker=m)` whose marker occurs in the raw request
-body (e.g. a phrase of one question's prompt), then the unmarked queue, then that script's `then`, then
-the default answer. Concurrency: with `max_concurrency` set, requests beyond it wait their turn on a
-semaphore (like vLLM's max-num-seqs) and `latency_s` (plus a behaviour's `delay_s`) is spent holding
+match wins: the `responder`'s Behaviour, when it gives one for the parsed request body (a judge that
+looks at the images); the queue of the first `script(..., marker=m)` whose marker occurs in the raw
+request body (e.g. a phrase of one question's prompt), then the unmarked queue, then that script's
+`then`, then the default answer. The default answer of a request for logprobs is the `logprobs`
+completion; of a request for text (`max_tokens` > 1, no logprobs: the judge's describe questions) it
+is `default_text` as the message content. Telling them apart costs a search of the raw body for
+`"logprobs": true`; only a request without it is parsed (and, with a responder set, every request;
+with `record`, every request too). Concurrency: with `max_concurrency` set, requests beyond it wait
+their turn on a semaphore (like vLLM's max-num-seqs) and `latency_s` (plus a behaviour's `delay_s`) is spent holding
 a slot; `peak_concurrency` is the most requests outstanding at once (arrived, not yet answered),
 `peak_running` the most holding a slot.
 
@@ -26,117 +32,54 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
 
+from benchmarks.fake_answers import (
+    DEFAULT_MODEL,
+    Behaviour,
+    answer,
+    completion_body,
+    error,
+    logprobs_from_levels,
+    malformed_json,
+    no_choice_tokens,
+    slow,
+    text_answer,
+    text_body,
+    without_logprobs,
+)
 from benchmarks.threaded_server import ThreadedServer
-from motionnft.judge_scores import RATING_CHOICES
 from motionnft.stack import ServiceSpec
 
-DEFAULT_MODEL = "fake/judge-vl"
+__all__ = [
+    "DEFAULT_MODEL",
+    "UPSTREAM",
+    "Behaviour",
+    "ChatCompletionsUpstream",
+    "Received",
+    "answer",
+    "completion_body",
+    "error",
+    "logprobs_from_levels",
+    "malformed_json",
+    "no_choice_tokens",
+    "running_upstream",
+    "slow",
+    "text_answer",
+    "text_body",
+    "without_logprobs",
+]
+
 UPSTREAM = ServiceSpec("upstream", "benchmarks.fake_upstream", "FAKE_UPSTREAM_", ready_path="/v1/models")
 """The fake upstream as a stack service; its OpenAI base URL is `stack.url("upstream") + "/v1"`."""
-
-
-@dataclass(frozen=True)
-class Behaviour:
-    """What the upstream does with one chat-completions request.
-
-    Attributes:
-        status: HTTP status of the answer.
-        logprobs: token -> logprob of the first generated token, for a 200 answer; None means the
-            upstream's default answer. The sampled token is the most likely one.
-        body: exact bytes to send instead of a generated body (malformed JSON, missing fields).
-        headers: extra response headers (e.g. Retry-After).
-        delay_s: seconds spent before answering, on top of the upstream's latency (timeouts).
-    """
-
-    status: int = 200
-    logprobs: Mapping[str, float] | None = None
-    body: bytes | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-    delay_s: float = 0.0
-
-
-def answer(logprobs: Mapping[str, float]) -> Behaviour:
-    """A 200 completion whose first token has these top logprobs."""
-    return Behaviour(logprobs=dict(logprobs))
-
-
-def error(status: int, retry_after: str | None = None, message: str | None = None) -> Behaviour:
-    """An OpenAI-style error answer, optionally with a Retry-After header."""
-    text = message or f"fake upstream error {status}"
-    body = json.dumps({"error": {"message": text, "type": "fake_error", "code": status}}).encode()
-    headers = {"Retry-After": retry_after} if retry_after is not None else {}
-    return Behaviour(status=status, body=body, headers=headers)
-
-
-def malformed_json() -> Behaviour:
-    """A 200 whose body is not JSON (cut off mid-object)."""
-    return Behaviour(body=b'{"id": "chatcmpl-fake", "choices": [{"index": 0, "logpro')
-
-
-def without_logprobs() -> Behaviour:
-    """A well-formed 200 completion with `logprobs: null` (a server that ignored the request for them)."""
-    body = json.loads(completion_body({"4": -0.1}))
-    body["choices"][0]["logprobs"] = None
-    return Behaviour(body=json.dumps(body).encode())
-
-
-def no_choice_tokens() -> Behaviour:
-    """A 200 completion whose top tokens hold no digit (the model started a sentence instead)."""
-    return answer({"The": -0.2, "I": -1.9, "Score": -3.0})
-
-
-def slow(delay_s: float) -> Behaviour:
-    """The default answer, `delay_s` seconds late."""
-    return Behaviour(delay_s=delay_s)
-
-
-def logprobs_from_levels(
-    levels: Sequence[float], tokens: Sequence[str] = RATING_CHOICES, extra: Mapping[str, float] | None = None
-) -> dict[str, float]:
-    """token -> log(p) for each level with p > 0 (tokens "0".."5" by default), plus `extra` tokens."""
-    if len(levels) != len(tokens):
-        raise ValueError(f"{len(levels)} levels for {len(tokens)} tokens")
-    logprobs = {token: math.log(p) for token, p in zip(tokens, levels, strict=True) if p > 0}
-    logprobs.update(extra or {})
-    return logprobs
-
-
-def completion_body(logprobs: Mapping[str, float], model: str = DEFAULT_MODEL) -> bytes:
-    """An OpenAI chat.completion body: one generated token (the most likely) with its top_logprobs."""
-    ranked = sorted(logprobs.items(), key=lambda item: item[1], reverse=True)
-    token, logprob = ranked[0] if ranked else ("", 0.0)
-    top = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in ranked]
-    body = {
-        "id": "chatcmpl-fake",
-        "object": "chat.completion",
-        "created": 0,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": token},
-                "logprobs": {
-                    "content": [
-                        {"token": token, "logprob": logprob, "bytes": list(token.encode()), "top_logprobs": top}
-                    ]
-                },
-                "finish_reason": "length",
-            }
-        ],
-        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-    }
-    return json.dumps(body).encode()
 
 
 @dataclass(frozen=True)
@@ -165,6 +108,9 @@ class ChatCompletionsUpstream:
         max_concurrency: slots; None means every request runs at once.
         api_key: when set, requests without `Authorization: Bearer <api_key>` get a 401.
         record: keep every request (headers, parsed JSON body) in `received`; off for benchmarks.
+        responder: called with the parsed JSON body of every chat-completions request, before the
+            scripts; a Behaviour it returns answers the request, None leaves it to the scripts.
+        default_text: the default answer's content for a request for text (no logprobs, max_tokens > 1).
     """
 
     def __init__(
@@ -176,14 +122,18 @@ class ChatCompletionsUpstream:
         max_concurrency: int | None = None,
         api_key: str | None = None,
         record: bool = True,
+        responder: Callable[[Any], Behaviour | None] | None = None,
+        default_text: str = "The subject moves.",
     ) -> None:
         self.model = model
+        self.responder = responder
         self.latency_s = latency_s
         self.max_concurrency = max_concurrency
         self.record = record
         self.base_url = ""
         self._auth = f"Bearer {api_key}".encode() if api_key else None
         self._default = completion_body(logprobs or {"5": 0.0}, model)
+        self._default_text = text_body(default_text, model=model)
         self._models = json.dumps(
             {"object": "list", "data": [{"id": model, "object": "model", "owned_by": "fake"}]}
         ).encode()
@@ -254,16 +204,34 @@ class ChatCompletionsUpstream:
             return 200, self._models, _JSON
         if method != "POST" or path != "/v1/chat/completions":
             return 404, error(404, message=f"no route {method} {path}").body or b"", _JSON
-        behaviour = self._behaviour(body)
-        await self._generate(behaviour.delay_s if behaviour else 0.0)
+        parsed = _parse(body) if self.responder is not None else None
+        behaviour = self.responder(parsed) if self.responder is not None else None
         if behaviour is None:
-            return 200, self._default, _JSON
-        if behaviour.body is not None:
+            behaviour = self._behaviour(body)
+        await self._generate(behaviour.delay_s if behaviour else 0.0)
+        if behaviour is not None and behaviour.body is not None:
             payload = behaviour.body
+        elif behaviour is not None and behaviour.text is not None:
+            payload = text_body(behaviour.text, behaviour.logprobs, self.model)
+        elif behaviour is not None and behaviour.logprobs:
+            payload = completion_body(behaviour.logprobs, self.model)
         else:
-            payload = completion_body(behaviour.logprobs, self.model) if behaviour.logprobs else self._default
+            payload = self._default_for(body, parsed)
+        if behaviour is None:
+            return 200, payload, _JSON
         extra = [(k.lower().encode(), v.encode()) for k, v in behaviour.headers.items()]
         return behaviour.status, payload, _JSON + extra
+
+    def _default_for(self, body: bytes, parsed: Any) -> bytes:
+        """The default answer: text for a request for text, else the logprobs completion."""
+        if b'"logprobs": true' in body or b'"logprobs":true' in body:
+            return self._default  # the fast path: most requests, and every benchmark request
+        parsed = parsed if parsed is not None else _parse(body)
+        if isinstance(parsed, dict) and not parsed.get("logprobs"):
+            max_tokens = parsed.get("max_tokens")
+            if isinstance(max_tokens, int) and max_tokens > 1:
+                return self._default_text
+        return self._default
 
     async def _generate(self, delay_s: float) -> None:
         """Hold a slot (when bounded) for the latency plus `delay_s`, like a model generating."""
@@ -286,11 +254,15 @@ class ChatCompletionsUpstream:
 
     def _record(self, scope: dict[str, Any], body: bytes) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        try:
-            parsed = json.loads(body) if body else None
-        except ValueError:
-            parsed = None
-        self.received.append(Received(scope["method"], scope["path"], headers, parsed))
+        self.received.append(Received(scope["method"], scope["path"], headers, _parse(body)))
+
+
+def _parse(body: bytes) -> Any:
+    """The request's JSON, or None when it is empty or not JSON."""
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return None
 
 
 _JSON = [(b"content-type", b"application/json")]

@@ -15,12 +15,15 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.mine import mine_command
 from motionnft.bench.cli import bench_app
 from motionnft.cli import app as library_app
 from motionnft.cli_errors import fail, plain_typer
+from motionnft.data.cli import data_app
 
 app = plain_typer("MotionNFT: motion-aware reward and RL post-training for image editing.")
 app.add_typer(library_app)  # no name: `score`, `data` and `bench` join this app's top level
+data_app.command("mine")(mine_command)  # mining's Ray Data path needs the workers room
 serve_app = typer.Typer(help="Run a MotionNFT service.", no_args_is_help=True)
 app.add_typer(serve_app, name="serve")
 

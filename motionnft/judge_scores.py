@@ -1,8 +1,9 @@
 """Pure arithmetic of the MLLM judge (docs/method.md sections 3 and 6): choice distributions to scores.
 
 A judge answers with one token. Its score is read from that token's distribution, not from sampled
-text: the probabilities of the answer choices ("0".."5" for a rating, "A"/"B" for a comparison),
-renormalised over the choices, then an expected value. Two sources give the distribution:
+text: the probabilities of the answer choices ("0".."5" for a rating, "A"/"B" for a comparison,
+"Yes"/"No" for a curation criterion, "1".."6" for a motion category), renormalised over the
+choices, then an expected value (a rating) or read as it is. Two sources give the distribution:
 - local models: logits of the choice tokens -> softmax over those logits alone;
 - OpenAI-compatible servers: top_logprobs of the first token -> exp, renormalised over the choices
   that appear (a choice missing from top_logprobs has a probability below all listed tokens; it is
@@ -14,8 +15,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from motionnft.contracts.judge import MOTION_CATEGORIES
+
 RATING_CHOICES: tuple[str, ...] = ("0", "1", "2", "3", "4", "5")
 COMPARE_CHOICES: tuple[str, ...] = ("A", "B")
+YESNO_CHOICES: tuple[str, ...] = ("Yes", "No")
+CATEGORY_CHOICES: tuple[str, ...] = tuple(str(k) for k in range(1, len(MOTION_CATEGORIES) + 1))
+"""The number of each of MOTION_CATEGORIES, in order, as the curation prompt lists them."""
 
 
 class NoChoiceTokens(ValueError):

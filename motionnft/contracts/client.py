@@ -10,9 +10,12 @@ import uuid
 
 from motionnft.contracts.judge import (
     JUDGE_COMPARE_PATH,
+    JUDGE_CURATE_PATH,
     JUDGE_SCORE_PATH,
     CompareRequest,
     CompareResponse,
+    CurateRequest,
+    CurateResponse,
     JudgeScoreRequest,
     JudgeScoreResponse,
 )
@@ -80,7 +83,7 @@ class RewardClient(ServiceClient):
 
 
 class JudgeClient(ServiceClient):
-    """Client of the MLLM judge service (`/v1/judge/score`, `/v1/judge/compare`)."""
+    """Client of the MLLM judge service (`/v1/judge/score`, `/v1/judge/compare`, `/v1/judge/curate`)."""
 
     async def score(self, request: JudgeScoreRequest, request_id: str | None = None) -> JudgeScoreResponse:
         """Rate every edit of every group under each requested rubric (items may carry errors)."""
@@ -101,5 +104,15 @@ class JudgeClient(ServiceClient):
         if len(response.pairs) != len(request.pairs):
             raise InvalidResponseError(
                 200, None, f"{len(response.pairs)} results for {len(request.pairs)} pairs (request {request_id})"
+            )
+        return response
+
+    async def curate(self, request: CurateRequest, request_id: str | None = None) -> CurateResponse:
+        """Curation criteria, category and (when asked) a motion summary for every window, in order."""
+        request_id = request_id or uuid.uuid4().hex
+        response = await self._post(JUDGE_CURATE_PATH, request, CurateResponse, request_id)
+        if len(response.items) != len(request.items):
+            raise InvalidResponseError(
+                200, None, f"{len(response.items)} results for {len(request.items)} items (request {request_id})"
             )
         return response

@@ -1,4 +1,4 @@
-"""Wire contract of the MLLM judge service (`POST /v1/judge/score`, `POST /v1/judge/compare`).
+"""Wire contract of the MLLM judge service (`POST /v1/judge/score`, `/v1/judge/compare`, `/v1/judge/curate`).
 
 Field names here are the public contract: add fields, never rename these. Images are base64 text
 (PNG, JPEG or WebP). A judgement that could not be had carries `error` and no number: a failure
@@ -15,6 +15,25 @@ from motionnft.contracts.limits import MAX_EDITS, MAX_GROUPS, MAX_PAIRS, MAX_RUB
 
 JUDGE_SCORE_PATH = "/v1/judge/score"
 JUDGE_COMPARE_PATH = "/v1/judge/compare"
+JUDGE_CURATE_PATH = "/v1/judge/curate"
+
+MOTION_CATEGORIES: tuple[str, ...] = (
+    "pose",
+    "locomotion",
+    "object_state",
+    "orientation",
+    "subject_object",
+    "inter_subject",
+)
+"""The six MotionEdit categories (docs/method.md), in the order the curation prompt numbers them 1..6."""
+
+CURATION_CRITERIA: tuple[str, ...] = ("stable", "motion", "intact", "quality")
+"""The paper's curation criteria of a video window, each a yes/no question about its first and last frame:
+- stable: the setting is stable (background, viewpoint and lighting unchanged);
+- motion: a meaningful motion change happened;
+- intact: the subjects stay intact (no occlusion, distortion or disappearance);
+- quality: both frames are of high visual quality.
+"""
 
 
 class JudgeGroup(BaseModel):
@@ -114,3 +133,67 @@ class CompareResponse(BaseModel):
     is_language_model: bool
     rubric: str = Field(description="Version of the comparison prompt.")
     tie_margin: float = Field(description="|prob_a - 0.5| at or below this is a tie.")
+
+
+class CurateItem(BaseModel):
+    """One video window to curate: its first and last frame."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(default=None, max_length=256, description="Caller's id, echoed back.")
+    first: str = Field(description="The window's first frame, base64.")
+    last: str = Field(description="The window's last frame, base64.")
+
+
+class CurateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[CurateItem] = Field(max_length=MAX_GROUPS)
+    summary: bool = Field(default=True, description="Also ask for a one-sentence summary of the motion.")
+
+
+class CategoryGuess(BaseModel):
+    """The window's MotionEdit category: the most likely one and the distribution over all six, or an error."""
+
+    category: str | None = Field(default=None, description="The most likely of MOTION_CATEGORIES.")
+    probs: dict[str, float] | None = Field(default=None, description="Category -> probability, over all six.")
+    error: str | None = Field(default=None, description="Why there is no category for this window.")
+
+    @model_validator(mode="after")
+    def _guess_or_error(self) -> CategoryGuess:
+        has_guess = self.category is not None and self.probs is not None
+        if has_guess == (self.error is not None):
+            raise ValueError("a category guess carries either category and probs, or an error")
+        if self.probs is not None and self.category not in self.probs:
+            raise ValueError(f"category {self.category!r} is not among the probs' categories")
+        return self
+
+
+class MotionSummary(BaseModel):
+    """A short sentence saying which subject moves and how, or an error."""
+
+    text: str | None = Field(default=None, description="e.g. 'The woman turns her head toward the dog.'")
+    error: str | None = Field(default=None, description="Why there is no summary for this window.")
+
+    @model_validator(mode="after")
+    def _text_or_error(self) -> MotionSummary:
+        if (self.text is not None) == (self.error is not None):
+            raise ValueError("a motion summary carries either text or an error")
+        return self
+
+
+class CurateResult(BaseModel):
+    id: str | None = None
+    criteria: dict[str, RubricScore] = Field(
+        description="Criterion (CURATION_CRITERIA) -> score = raw = P(Yes) in [0, 1], levels = [P(Yes), P(No)]."
+    )
+    category: CategoryGuess
+    summary: MotionSummary | None = Field(default=None, description="None when the request asked for no summary.")
+
+
+class CurateResponse(BaseModel):
+    items: list[CurateResult]
+    rubrics: dict[str, str] = Field(description="Rubric name (e.g. curation/stable) -> version used.")
+    backend: str
+    model: str
+    is_language_model: bool

@@ -18,6 +18,7 @@ from motionnft.data.records import Preprocess
 from motionnft.data.synth import CATEGORIES, generate
 from motionnft.data.synth_io import split, write_dataset
 from motionnft.data.validation import validate
+from motionnft.mining.cli import video_corpus_command
 
 data_app = plain_typer("MotionEdit datasets: make a synthetic one, validate any.")
 
@@ -75,3 +76,7 @@ def validate_command(
     categories = Counter(r.category or "(none)" for r in records)
     summary = ", ".join(f"{name} {count}" for name, count in sorted(categories.items()))
     typer.echo(f"OK: {len(records)} record(s) in {path} ({summary})")
+
+
+# The corpus of clips with known mining answers; `data mine` itself is added by the top-level cli.
+data_app.command("video-corpus")(video_corpus_command)

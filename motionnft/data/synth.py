@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from motionnft.contracts.judge import MOTION_CATEGORIES
 from motionnft.data.scenes import (
     COLOURS,
     SHAPE_KINDS,
@@ -50,7 +51,7 @@ from motionnft.data.synth_io import load_true_flow, split, write_dataset
 
 __all__ = ["CATEGORIES", "SynthPair", "generate", "generate_pair", "load_true_flow", "split", "write_dataset"]
 
-CATEGORIES = ("pose", "locomotion", "object_state", "orientation", "subject_object", "inter_subject")
+CATEGORIES = MOTION_CATEGORIES  # the wire contract's tuple: one list of categories in the whole project
 MIN_SIZE = 32
 _MAX_TRIES = 500
 _NEIGHBOURS = np.ones((3, 3), dtype=np.uint8)

@@ -1,4 +1,5 @@
-"""The MLLM judge service: `POST /v1/judge/score` and `/v1/judge/compare`, plus the shared shell."""
+"""The MLLM judge service: `POST /v1/judge/score`, `/v1/judge/compare` and `/v1/judge/curate`, plus the
+shared shell."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ from fastapi import Depends, FastAPI
 
 from motionnft.contracts.judge import (
     JUDGE_COMPARE_PATH,
+    JUDGE_CURATE_PATH,
     JUDGE_SCORE_PATH,
     CompareRequest,
     CompareResponse,
+    CurateRequest,
+    CurateResponse,
     JudgeScoreRequest,
     JudgeScoreResponse,
 )
-from services.mllm_judge.rubrics import COMPARE, RUBRICS
+from services.mllm_judge.rubrics import COMPARE, CURATION_RUBRICS, RUBRICS
 from services.mllm_judge.scorer import JudgeScorer
 from services.mllm_judge.settings import MllmJudgeSettings
 from services.serving.app import Readiness, build_service_app
@@ -25,8 +29,9 @@ from services.serving.problems import problem_responses
 
 DESCRIPTION = """A vision-language judge of image edits (MotionEdit, docs/method.md sections 3 and 6): rates each
 edit 0-5 under a rubric from the first answer token's distribution, and compares two edits with both
-orders averaged. Images are base64 PNG, JPEG or WebP. Errors are `application/problem+json`.
-An item the judge could not answer carries `error` and no number."""
+orders averaged; curates video windows for the miner (first and last frame: four yes/no criteria as
+P(Yes), the motion category, a one-sentence summary). Images are base64 PNG, JPEG or WebP. Errors
+are `application/problem+json`. An item the judge could not answer carries `error` and no number."""
 
 
 def create_app(settings: MllmJudgeSettings | None = None) -> FastAPI:
@@ -38,7 +43,8 @@ def create_app(settings: MllmJudgeSettings | None = None) -> FastAPI:
 
     async def load() -> dict[str, Any]:
         await scorer.load()
-        details = {**scorer.identity, "rubrics": {r.name: r.version for r in (*RUBRICS.values(), COMPARE)}}
+        rubrics = (*RUBRICS.values(), COMPARE, *CURATION_RUBRICS.values())
+        details = {**scorer.identity, "rubrics": {r.name: r.version for r in rubrics}}
         if not scorer.backend.is_language_model:
             details["note"] = "similarity backend: SSIM to the target image, NOT a language model"
         return details
@@ -52,7 +58,7 @@ def create_app(settings: MllmJudgeSettings | None = None) -> FastAPI:
         readiness=readiness,
         load=load,
         close=scorer.close,
-        request_models=[JudgeScoreRequest, CompareRequest],
+        request_models=[JudgeScoreRequest, CompareRequest, CurateRequest],
     )
     app.state.scorer = scorer
     guarded = {
@@ -72,5 +78,11 @@ def create_app(settings: MllmJudgeSettings | None = None) -> FastAPI:
     async def compare(request: CompareRequest = Depends(json_body(CompareRequest))) -> CompareResponse:
         readiness.require_ready()
         return await scorer.compare(request)
+
+    @app.post(JUDGE_CURATE_PATH, tags=["judge"], summary="Curate video windows from their first and last frame",
+              openapi_extra=request_body_openapi(CurateRequest), **guarded)  # type: ignore[arg-type]  # fmt: skip
+    async def curate(request: CurateRequest = Depends(json_body(CurateRequest))) -> CurateResponse:
+        readiness.require_ready()
+        return await scorer.curate(request)
 
     return app

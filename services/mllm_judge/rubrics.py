@@ -1,7 +1,10 @@
 """The judge's prompts, versioned. `edit` is the training reward (docs/method.md section 3, verbatim);
 `fidelity`, `preservation` and `coherence` are MotionEdit-Bench's generative metrics (docs/method.md
 section 6), written by this project because the paper's text is unpublished; `compare` asks which of
-two edits is better, for the bench's Win Rate. docs/rubrics.md explains each.
+two edits is better, for the bench's Win Rate. The `curation/*` rubrics judge a video window from its
+first and last frame for the video miner (`POST /v1/judge/curate`): four yes/no criteria, the motion
+category and a one-sentence summary; they are kept apart in CURATION_RUBRICS so the score route does
+not accept them. docs/rubrics.md explains each.
 
 A version is `<name>/<revision>-<first 8 hex of sha256(text)>`: editing a prompt changes its
 version even if nobody bumps the revision, so cached answers and results never mix two texts.
@@ -12,13 +15,22 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from motionnft.judge_scores import COMPARE_CHOICES, RATING_CHOICES
+from motionnft.contracts.judge import CURATION_CRITERIA, MOTION_CATEGORIES
+from motionnft.judge_scores import CATEGORY_CHOICES, COMPARE_CHOICES, RATING_CHOICES, YESNO_CHOICES
 from services.mllm_judge.backends.base import QuestionKind
+
+_CHOICES: dict[QuestionKind, tuple[str, ...]] = {
+    "rating": RATING_CHOICES,
+    "compare": COMPARE_CHOICES,
+    "yesno": YESNO_CHOICES,
+    "category": CATEGORY_CHOICES,
+    "describe": (),  # free text
+}
 
 
 @dataclass(frozen=True)
 class Rubric:
-    """A prompt template with `{prompt}` where the instruction goes."""
+    """A prompt template with `{prompt}` where the instruction goes (curation prompts have none)."""
 
     name: str
     revision: int
@@ -32,7 +44,7 @@ class Rubric:
 
     @property
     def choices(self) -> tuple[str, ...]:
-        return RATING_CHOICES if self.kind == "rating" else COMPARE_CHOICES
+        return _CHOICES[self.kind]
 
     def render(self, instruction: str) -> str:
         # str.replace, not str.format: an instruction may contain braces.
@@ -115,3 +127,85 @@ A or B""",
 )
 
 RUBRICS: dict[str, Rubric] = {r.name: r for r in (EDIT, FIDELITY, PRESERVATION, COHERENCE)}
+
+# Curation of video windows. Every prompt names the two images, asks one question, says how to answer.
+_CLIP = "Here are two images: the first and the last frame of one short video clip."
+
+STABLE = Rubric(
+    "curation/stable",
+    1,
+    "yesno",
+    f"""{_CLIP}
+Is the setting stable between the two frames: the same background, the same viewpoint (no camera cut, \
+pan or zoom) and the same lighting?
+Answer Yes or No.""",
+)
+
+MOTION = Rubric(
+    "curation/motion",
+    1,
+    "yesno",
+    f"""{_CLIP}
+Did a meaningful motion change happen between the two frames: a subject moved, changed its pose or \
+orientation, or interacted with an object or another subject (more than a slight shift or camera shake)?
+Answer Yes or No.""",
+)
+
+INTACT = Rubric(
+    "curation/intact",
+    1,
+    "yesno",
+    f"""{_CLIP}
+Do the subjects stay intact between the two frames: every subject of the first frame is still whole \
+in the last one, not occluded, distorted or gone?
+Answer Yes or No.""",
+)
+
+QUALITY = Rubric(
+    "curation/quality",
+    1,
+    "yesno",
+    f"""{_CLIP}
+Are both frames of high visual quality: sharp, well exposed, and free of heavy motion blur, compression \
+artifacts, watermarks and overlaid text?
+Answer Yes or No.""",
+)
+
+# One line per MOTION_CATEGORIES entry, in its order: the prompt's number k is CATEGORY_CHOICES[k - 1].
+_CATEGORY_MEANINGS = {
+    "pose": "a subject changes its body pose or gesture (raises an arm, bends, sits down)",
+    "locomotion": "a subject moves from one place to another (walks, runs, jumps, drives away)",
+    "object_state": "an object changes its state or shape (a door opens, a glass fills, paper folds)",
+    "orientation": "a subject or object turns to face another direction",
+    "subject_object": "a subject acts on an object (picks it up, pushes it, throws it)",
+    "inter_subject": "two or more subjects interact with each other (hug, shake hands, pass something)",
+}
+assert tuple(_CATEGORY_MEANINGS) == MOTION_CATEGORIES, "one meaning per category, in contract order"
+_CATEGORY_LINES = "\n".join(
+    f"{number}: {name}: {_CATEGORY_MEANINGS[name]}."
+    for number, name in zip(CATEGORY_CHOICES, MOTION_CATEGORIES, strict=True)
+)
+
+CATEGORY = Rubric(
+    "curation/category",
+    1,
+    "category",
+    f"""{_CLIP}
+Which kind of motion change happened between the two frames?
+{_CATEGORY_LINES}
+Answer with the number of the kind that fits best, 1 to {len(MOTION_CATEGORIES)}.""",
+)
+
+SUMMARY = Rubric(
+    "curation/summary",
+    1,
+    "describe",
+    f"""{_CLIP}
+What motion happened between the two frames?
+Answer with one short sentence that names the subject that moves and how it moves, for example: \
+"The woman turns her head toward the dog.\"""",
+)
+
+CRITERIA: dict[str, Rubric] = {c: r for c, r in zip(CURATION_CRITERIA, (STABLE, MOTION, INTACT, QUALITY), strict=True)}
+"""Curation criterion (CURATION_CRITERIA) -> its yes/no rubric."""
+CURATION_RUBRICS: dict[str, Rubric] = {r.name: r for r in (*CRITERIA.values(), CATEGORY, SUMMARY)}

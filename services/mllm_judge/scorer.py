@@ -1,17 +1,18 @@
 """The judge service's scorer: request checks, decoding off the loop, questions, cache, backend.
 
 Every (edit, rubric) becomes one question to the backend; a comparison becomes two (a shown first,
-then b shown first) whose answers are averaged to remove position bias. Identical questions (same
-backend, model, rubric version, instruction and images) are answered from a bounded cache; failures
-are never cached and never become numbers.
+then b shown first) whose answers are averaged to remove position bias; a video window to curate
+becomes five choice questions and, when asked, one describe question (`curation.py`). Identical
+questions (same backend, model, rubric version, instruction and images; for text also the token
+budget) are answered from a bounded cache; failures are never cached and never become numbers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, cast
 
 from prometheus_client import Counter, Gauge
 
@@ -21,6 +22,8 @@ from motionnft.contracts.judge import (
     CompareRequest,
     CompareResponse,
     CompareResult,
+    CurateRequest,
+    CurateResponse,
     JudgeGroupScores,
     JudgeScoreRequest,
     JudgeScoreResponse,
@@ -28,7 +31,16 @@ from motionnft.contracts.judge import (
 )
 from motionnft.contracts.problems import FieldProblem
 from motionnft.judge_scores import debiased_preference, expected_rating, verdict
-from services.mllm_judge.backends.base import Answer, JudgeBackend, JudgeFailure, JudgeQuestion
+from services.mllm_judge.backends.base import Answer, JudgeBackend, JudgeFailure, JudgeQuestion, TextAnswer
+from services.mllm_judge.backends.factory import build_backend
+from services.mllm_judge.curation import (
+    check_curate_request,
+    curate_result,
+    result_errors,
+    rubric_versions,
+    summary_question,
+    window_questions,
+)
 from services.mllm_judge.rubrics import COMPARE, RUBRICS, Rubric
 from services.mllm_judge.settings import MllmJudgeSettings
 from services.serving.batching import Overloaded
@@ -38,30 +50,7 @@ from services.serving.problems import ProblemError
 
 log = logging.getLogger(__name__)
 
-
-def build_backend(settings: MllmJudgeSettings) -> JudgeBackend:
-    """The backend the settings ask for (not loaded yet)."""
-    if settings.backend == "openai":
-        from services.mllm_judge.backends.openai_backend import OpenAIJudge
-
-        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-        return OpenAIJudge(
-            settings.openai_base_url, settings.openai_model, api_key=key,
-            max_concurrency=settings.openai_max_concurrency, timeout_s=settings.openai_timeout_s,
-            max_attempts=settings.openai_max_attempts, top_logprobs=settings.openai_top_logprobs,
-        )  # fmt: skip
-    if settings.backend == "transformers":
-        from services.mllm_judge.backends.transformers_backend import TransformersJudge
-
-        if settings.model_path is None:
-            raise ValueError("MLLM_JUDGE_MODEL_PATH must name a local checkpoint for the transformers backend")
-        return TransformersJudge(
-            settings.model_path, device=settings.device, dtype=settings.dtype,
-            max_batch=settings.max_batch, max_queue=settings.max_queue,
-        )  # fmt: skip
-    from services.mllm_judge.backends.similarity import SimilarityJudge
-
-    return SimilarityJudge()
+Cached = list[float] | str  # a choice distribution or a text answer
 
 
 class JudgeScorer:
@@ -70,7 +59,7 @@ class JudgeScorer:
     def __init__(self, settings: MllmJudgeSettings, metrics: ServiceMetrics) -> None:
         self.settings = settings
         self.backend: JudgeBackend = build_backend(settings)
-        self.cache: LRUCache[tuple[str, ...], list[float]] = LRUCache(int(settings.cache_mb * 2**20), _answer_bytes)
+        self.cache: LRUCache[tuple[str, ...], Cached] = LRUCache(int(settings.cache_mb * 2**20), _answer_bytes)
         ns, reg = metrics.namespace, metrics.registry
         self.cache_hits = Counter("answer_cache_hits", "Questions answered from cache", namespace=ns, registry=reg)
         self.questions = Counter("questions", "Questions sent to the backend", namespace=ns, registry=reg)
@@ -147,6 +136,26 @@ class JudgeScorer:
         return CompareResponse(pairs=results, rubric=COMPARE.version, tie_margin=self.settings.tie_margin,
                                **self.identity)  # fmt: skip
 
+    async def curate(self, request: CurateRequest) -> CurateResponse:
+        """Per video window: P(Yes) of each curation criterion, its motion category, and a summary."""
+        check_curate_request(request, self.settings.max_curate_items, self.backend)
+        named = [(f"items[{i}].{side}", data) for i, it in enumerate(request.items)
+                 for side, data in (("first", it.first), ("last", it.last))]  # fmt: skip
+        images = iter(await asyncio.to_thread(self._decode, named))
+        windows = [(next(images), next(images)) for _ in request.items]
+        rated = [q for first, last in windows for q in window_questions(first, last)]
+        told = [summary_question(first, last) for first, last in windows] if request.summary else []
+        answers, texts = await asyncio.gather(self._answer(rated), self._describe(told))
+        per = len(rated) // len(windows)
+        results = [
+            curate_result(item.id, answers[i * per : (i + 1) * per], texts[i] if request.summary else None)
+            for i, item in enumerate(request.items)
+        ]
+        errors = [e for r in results for e in result_errors(r)]
+        if len(errors) == len(rated) + len(told):
+            raise _all_failed(errors)
+        return CurateResponse(items=results, rubrics=rubric_versions(request.summary), **self.identity)
+
     def _decode(self, named: Sequence[tuple[str, str]]) -> list[DecodedImage]:
         # Only a server-side model wants the client's bytes forwarded; keep them only for that backend.
         return decode_named(named, self.settings.image_limits, max_request_pixels=self.settings.max_request_pixels,
@@ -155,13 +164,31 @@ class JudgeScorer:
     async def _answer(self, questions: Sequence[JudgeQuestion]) -> list[Answer]:
         """Answers in order: cached where possible, the rest from the backend in one call."""
         keys = [self._cache_key(q) for q in questions]
-        answers: list[Answer | None] = [self.cache.get(k) for k in keys]
+        return cast(list[Answer], await self._cached(questions, keys, self.backend.answer))
+
+    async def _describe(self, questions: Sequence[JudgeQuestion]) -> list[TextAnswer]:
+        """Text answers in order, like `_answer`; the token budget is part of the question."""
+        budget = self.settings.describe_max_tokens
+        keys = [(*self._cache_key(q), f"max_tokens={budget}") for q in questions]
+
+        async def describe(asked: Sequence[JudgeQuestion]) -> list[TextAnswer]:
+            return await self.backend.describe(asked, budget)
+
+        return cast(list[TextAnswer], await self._cached(questions, keys, describe))
+
+    async def _cached(
+        self,
+        questions: Sequence[JudgeQuestion],
+        keys: Sequence[tuple[str, ...]],
+        ask: Callable[[Sequence[JudgeQuestion]], Awaitable[Sequence[Cached | JudgeFailure]]],
+    ) -> list[Cached | JudgeFailure]:
+        answers: list[Cached | JudgeFailure | None] = [self.cache.get(k) for k in keys]
         missing = [i for i, a in enumerate(answers) if a is None]
         self.cache_hits.inc(len(questions) - len(missing))
         if missing:
             self.questions.inc(len(missing))
             try:
-                fresh = await self.backend.answer([questions[i] for i in missing])
+                fresh = await ask([questions[i] for i in missing])
             except Overloaded as exc:
                 retry = {"Retry-After": str(self.settings.retry_after_s)}
                 raise ProblemError(503, "overloaded", "Judge queue is full", str(exc), headers=retry) from None
@@ -228,9 +255,10 @@ class JudgeScorer:
             raise _all_failed(errors)
 
 
-def _answer_bytes(key: tuple[str, ...], answer: list[float]) -> int:
-    """What a cached answer costs: its key's text (the prompt dominates), its floats, and overhead."""
-    return sum(len(part) for part in key) + 32 * len(answer) + 300
+def _answer_bytes(key: tuple[str, ...], answer: Cached) -> int:
+    """What a cached answer costs: its key's text (the prompt dominates), its floats or text, and overhead."""
+    size = len(answer.encode()) if isinstance(answer, str) else 32 * len(answer)
+    return sum(len(part) for part in key) + size + 300
 
 
 def _question(

@@ -48,6 +48,10 @@ class MllmJudgeSettings(ServingSettings):
     max_edits_per_group: int = Field(default=32, gt=0, le=MAX_EDITS, description="Edits per group.")
     max_pairs: int = Field(default=64, gt=0, le=MAX_PAIRS, description="Pairs per compare request.")
     max_instruction_chars: int = Field(default=2000, gt=0, description="Longest instruction.")
+    max_curate_items: int = Field(default=16, gt=0, le=MAX_GROUPS, description="Video windows per curate request.")
+    describe_max_tokens: int = Field(
+        default=64, gt=0, le=1024, description="curate: longest motion summary, tokens (greedy, temperature 0)."
+    )
     max_image_pixels: int = Field(default=4096 * 4096, gt=0)
     min_image_side: int = Field(default=16, gt=0)
     max_image_side: int = Field(default=8192, gt=0)

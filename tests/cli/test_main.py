@@ -31,7 +31,7 @@ def fake_module(monkeypatch: pytest.MonkeyPatch, name: str, **attributes: Any) -
 def test_every_command_is_mounted() -> None:
     group: Any = typer.main.get_command(app)
     assert set(group.commands) == {"score", "data", "bench", "serve", "train", "pretrain-tiny", "plot"}
-    assert set(group.commands["data"].commands) == {"synth", "validate"}
+    assert set(group.commands["data"].commands) == {"synth", "validate", "mine", "video-corpus"}
     assert set(group.commands["bench"].commands) == {"generate", "score"}
     assert set(group.commands["serve"].commands) == {"reward"}
 

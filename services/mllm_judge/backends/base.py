@@ -1,9 +1,12 @@
-"""What every judge backend implements: answer questions with a distribution over their choices.
+"""What every judge backend implements: answer questions with a distribution over their choices,
+and describe in free text.
 
 A question is a rendered rubric prompt plus the images it names, in order ((original, edited) for a
-rating, (original, A, B) for a comparison), and the answer tokens it admits. A backend returns,
-per question, the probabilities of those choices (same order, summing to 1) or a JudgeFailure.
-A failure is never turned into a number: the scorer reports it as an error for that item.
+rating, (original, A, B) for a comparison, (first frame, last frame) for curation), and the answer
+tokens it admits. `answer` returns, per question, the probabilities of those choices (same order,
+summing to 1) or a JudgeFailure; `describe` returns, per "describe" question, the model's short text
+answer or a JudgeFailure. A failure is never turned into a number (or a text): the scorer reports it
+as an error for that item.
 
 Images are uint8 RGB (H, W, 3).
 """
@@ -16,7 +19,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-QuestionKind = Literal["rating", "compare"]
+QuestionKind = Literal["rating", "compare", "yesno", "category", "describe"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -24,7 +27,8 @@ class JudgeQuestion:
     """One question to the judge.
 
     Attributes:
-        kind: "rating" (choices "0".."5") or "compare" (choices "A", "B").
+        kind: "rating" (choices "0".."5"), "compare" ("A", "B"), "yesno" ("Yes", "No"), "category"
+            ("1".."6"), or "describe" (free text, no choices; asked through `describe`).
         rubric: rubric name, e.g. "edit"; `rubric_version` its version string.
         prompt: the full text of the user turn (the rubric with the instruction filled in).
         images: uint8 (H, W, 3) images in the order the prompt names them.
@@ -50,6 +54,7 @@ class JudgeFailure(Exception):
 
 
 Answer = list[float] | JudgeFailure
+TextAnswer = str | JudgeFailure
 
 
 class JudgeBackend(Protocol):
@@ -65,6 +70,11 @@ class JudgeBackend(Protocol):
 
     async def answer(self, questions: Sequence[JudgeQuestion]) -> list[Answer]:
         """One Answer per question, in order. Must not raise for a single question's failure."""
+        ...
+
+    async def describe(self, questions: Sequence[JudgeQuestion], max_tokens: int) -> list[TextAnswer]:
+        """Per question, in order, the model's text answer (stripped, non-empty, at most `max_tokens`
+        tokens, greedy) or a JudgeFailure. Must not raise for a single question's failure."""
         ...
 
     async def close(self) -> None:

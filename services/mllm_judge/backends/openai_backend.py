@@ -3,7 +3,9 @@
 One `POST {base_url}/chat/completions` per question: a user turn holding the question's images as
 base64 PNG data URLs, in order, then its prompt; `max_tokens` 1, `temperature` 0, `logprobs` with
 `top_logprobs`. The score is read from the first token's top logprobs, renormalised over the choices
-present (docs/method.md 3). The target image is never sent, and nothing here fetches a URL.
+present (docs/method.md 3). A "describe" question (`describe`) is the same turn with `max_tokens` of
+greedy text and no logprobs; its answer is `choices[0].message.content`, stripped, never empty.
+The target image is never sent, and nothing here fetches a URL.
 
 Upstream load is bounded: a semaphore of `max_concurrency` slots is held exactly while a request is
 outstanding (not while encoding images or backing off), so the server never sees more at once.
@@ -20,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from functools import partial
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
@@ -30,14 +33,25 @@ import pydantic_core
 from motionnft.contracts.client import RetryPolicy
 from motionnft.contracts.images import encode_image
 from motionnft.judge_scores import NoChoiceTokens, distribution_from_logprobs
-from services.mllm_judge.backends.base import Answer, JudgeFailure, JudgeQuestion
+from services.mllm_judge.backends.base import Answer, JudgeFailure, JudgeQuestion, TextAnswer
 from services.mllm_judge.backends.openai_retry import complete_with_retries
-from services.mllm_judge.backends.openai_wire import Reply, chat_payload, error_text, first_token_logprobs, read_reply
+from services.mllm_judge.backends.openai_wire import (
+    Reply,
+    chat_payload,
+    error_text,
+    first_token_logprobs,
+    message_text,
+    read_reply,
+    text_payload,
+)
 
 # Reply, read_reply and first_token_logprobs were defined here before the wire format had its own module.
 __all__ = ["OpenAIJudge", "Reply", "UpstreamUnavailable", "first_token_logprobs", "read_reply"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+ImageUrls = list[asyncio.Task[str | JudgeFailure]]
 
 
 class UpstreamUnavailable(RuntimeError):
@@ -151,6 +165,16 @@ class OpenAIJudge:
 
     async def answer(self, questions: Sequence[JudgeQuestion]) -> list[Answer]:
         """One Answer per question, in order; all asked concurrently within `max_concurrency`."""
+        return await self._ask(questions, self._answer_one)
+
+    async def describe(self, questions: Sequence[JudgeQuestion], max_tokens: int) -> list[TextAnswer]:
+        """Per question, in order, its text answer (at most `max_tokens` tokens) or a JudgeFailure."""
+        return await self._ask(questions, partial(self._describe_one, max_tokens=max_tokens))
+
+    async def _ask(
+        self, questions: Sequence[JudgeQuestion], one: Callable[[JudgeQuestion, ImageUrls], Coroutine[Any, Any, T]]
+    ) -> list[T]:
+        """`one(question, its image URL tasks)` for every question, concurrently; images encoded once."""
         if self._http is None:
             raise RuntimeError("OpenAIJudge.load() must be awaited before answer()")
         encoded: dict[int, asyncio.Task[str | JudgeFailure]] = {}
@@ -163,7 +187,7 @@ class OpenAIJudge:
                     encoded[id(image)] = group.create_task(_encode(image))
                 return encoded[id(image)]
 
-            def urls(question: JudgeQuestion) -> list[asyncio.Task[str | JudgeFailure]]:
+            def urls(question: JudgeQuestion) -> ImageUrls:
                 # The client's own bytes when the scorer kept them; re-encode only the others.
                 given = question.data_urls or (None,) * len(question.images)
                 return [
@@ -171,16 +195,13 @@ class OpenAIJudge:
                     for image, url in zip(question.images, given, strict=True)
                 ]
 
-            tasks = [group.create_task(self._answer_one(q, urls(q))) for q in questions]
+            tasks = [group.create_task(one(q, urls(q))) for q in questions]
         return [task.result() for task in tasks]
 
-    async def _answer_one(self, question: JudgeQuestion, images: list[asyncio.Task[str | JudgeFailure]]) -> Answer:
-        urls = []
-        for task in images:
-            url = await task
-            if isinstance(url, JudgeFailure):
-                return url
-            urls.append(url)
+    async def _answer_one(self, question: JudgeQuestion, images: ImageUrls) -> Answer:
+        urls = await _urls(images)
+        if isinstance(urls, JudgeFailure):
+            return urls
         try:
             payload = chat_payload(self.model, question.prompt, urls, self.top_logprobs)
             attempt = partial(self._attempt, payload)
@@ -196,6 +217,19 @@ class OpenAIJudge:
             logger.exception("judge upstream answer could not be read")
             return JudgeFailure(f"upstream answer could not be read: {type(exc).__name__}")
 
+    async def _describe_one(self, question: JudgeQuestion, images: ImageUrls, max_tokens: int) -> TextAnswer:
+        urls = await _urls(images)
+        if isinstance(urls, JudgeFailure):
+            return urls
+        try:
+            attempt = partial(self._attempt, text_payload(self.model, question.prompt, urls, max_tokens))
+            return message_text(await complete_with_retries(attempt, self.retry, self.deadline_s, self.timeout_s))
+        except JudgeFailure as failure:
+            return failure
+        except Exception as exc:  # as in _answer_one: this item's failure, never the request's
+            logger.exception("judge upstream text answer could not be read")
+            return JudgeFailure(f"upstream answer could not be read: {type(exc).__name__}")
+
     async def _attempt(self, payload: dict[str, object], deadline: float) -> Reply:
         """One request, holding a slot exactly while it is outstanding, bounded in wall-clock time."""
         assert self._http is not None
@@ -207,6 +241,17 @@ class OpenAIJudge:
             async with asyncio.timeout(budget_s):
                 request = self._http.build_request("POST", "chat/completions", json=payload, timeout=budget_s)
                 return await read_reply(self._http, request, self.max_response_bytes)
+
+
+async def _urls(images: ImageUrls) -> list[str] | JudgeFailure:
+    """The question's data URLs in order, or the first image's failure to encode."""
+    urls = []
+    for task in images:
+        url = await task
+        if isinstance(url, JudgeFailure):
+            return url
+        urls.append(url)
+    return urls
 
 
 def _ready(url: str) -> asyncio.Task[str | JudgeFailure]:

@@ -27,16 +27,25 @@ def chat_payload(model: str, prompt: str, image_urls: Sequence[str], top_logprob
 
     One token at temperature 0, with the `top_logprobs` most likely first tokens and their logprobs.
     """
-    content: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": url}} for url in image_urls]
-    content.append({"type": "text", "text": prompt})
     return {
-        "model": model,
-        "messages": [{"role": "user", "content": content}],
+        **_user_turn(model, prompt, image_urls),
         "max_tokens": 1,
         "temperature": 0,
         "logprobs": True,
         "top_logprobs": top_logprobs,
     }
+
+
+def text_payload(model: str, prompt: str, image_urls: Sequence[str], max_tokens: int) -> dict[str, Any]:
+    """The body of one "describe" question: the same user turn, up to `max_tokens` tokens of greedy
+    text (temperature 0), no logprobs."""
+    return {**_user_turn(model, prompt, image_urls), "max_tokens": max_tokens, "temperature": 0}
+
+
+def _user_turn(model: str, prompt: str, image_urls: Sequence[str]) -> dict[str, Any]:
+    content: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": url}} for url in image_urls]
+    content.append({"type": "text", "text": prompt})
+    return {"model": model, "messages": [{"role": "user", "content": content}]}
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,27 @@ def first_token_logprobs(body: Any) -> dict[str, float]:
     text, value = _token_logprob(token, logprob, path)
     logprobs.setdefault(text, value)  # the sampled token is normally among the top ones already
     return logprobs
+
+
+def message_text(body: Any) -> str:
+    """The stripped text of `choices[0].message.content`; a JudgeFailure naming what is missing or wrong.
+
+    Content given as a list of parts (some servers do) is joined from its text parts.
+    """
+    path = "choices[0].message.content"
+    try:
+        content = body["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError) as exc:
+        raise JudgeFailure(f"upstream answer lacks {path} ({exc!r})") from None
+    if isinstance(content, list):
+        parts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        content = "".join(p for p in parts if isinstance(p, str)) if parts else None
+    if not isinstance(content, str):
+        raise JudgeFailure(f"upstream answer's {path} is not text: {_snippet(content)}")
+    text = content.strip()
+    if not text:
+        raise JudgeFailure(f"upstream answer's {path} is empty")
+    return text
 
 
 def _token_logprob(token: Any, logprob: Any, path: str) -> tuple[str, float]:

@@ -7,7 +7,8 @@ name (`similarity`), its model string, /readyz and every response (`is_language_
 - rating: raw = 5 * clamp(SSIM(edit, target), 0, 1); the levels are the two-point distribution on
   floor(raw) and ceil(raw) whose mean is raw, so `raw` and `levels` agree as for a real judge.
 - compare: P(a better) = sigmoid((SSIM(a, target) - SSIM(b, target)) / COMPARE_TEMPERATURE).
-A question without a target image fails (there is nothing to compare with), never scores 0.
+A question without a target image fails (there is nothing to compare with), never scores 0. So
+does every curation question (yes/no, category, describe): judging those takes a language model.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 from motionnft.resizing import fit_size, resize_area
-from services.mllm_judge.backends.base import Answer, JudgeFailure, JudgeQuestion
+from services.mllm_judge.backends.base import Answer, JudgeFailure, JudgeQuestion, TextAnswer
 
 COMPARE_TEMPERATURE = 0.02  # an SSIM gap of 0.02 is odds of e : 1
 # SSIM runs in float64 with ~10 temporaries: at 4096^2 one call took 1.3 GB. Structure at 512 px on
 # the long side says as much about an edit as at full size.
 MAX_SIDE = 512
 MODEL = "ssim-luminance (not a language model)"
+NOT_A_LANGUAGE_MODEL = "the similarity backend is not a language model and cannot judge curation criteria"
 
 
 def luminance(image: np.ndarray) -> np.ndarray:
@@ -69,7 +71,12 @@ class SimilarityJudge:
     async def answer(self, questions: Sequence[JudgeQuestion]) -> list[Answer]:
         return await asyncio.to_thread(lambda: [self._answer_one(q) for q in questions])
 
+    async def describe(self, questions: Sequence[JudgeQuestion], max_tokens: int) -> list[TextAnswer]:
+        return [JudgeFailure(NOT_A_LANGUAGE_MODEL) for _ in questions]
+
     def _answer_one(self, question: JudgeQuestion) -> Answer:
+        if question.kind not in ("rating", "compare"):
+            return JudgeFailure(NOT_A_LANGUAGE_MODEL)
         if question.target is None:
             return JudgeFailure("the similarity backend needs the target image; send `target`")
         if question.kind == "rating":

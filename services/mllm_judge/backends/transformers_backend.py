@@ -2,13 +2,18 @@
 
 Per question the model sees one user turn (the question's images in order, then its prompt) and the
 generation prompt; the answer is the softmax over the logits of the question's choice tokens at the
-position where the first answer token would be generated (docs/method.md section 3). Nothing is sampled.
+position where the first answer token would be generated (docs/method.md section 3). A "describe"
+question (`describe`) is answered by greedy generation instead. Nothing is sampled. The model calls
+themselves are in `transformers_model.py`.
 
 Questions from concurrent requests are coalesced by a `MicroBatcher` into one padded forward on a
 single worker thread. Padding is on the LEFT so that the last position (index -1) is the generation
 position of every row. A question that cannot be asked (bad image, a choice that is not one token,
 a prompt that smuggles in special tokens) fails alone with a `JudgeFailure`; so does every question
 of a batch whose forward raised, but only after each was retried alone.
+
+Both kinds share the batcher (and so the worker thread and the model): a batch's choice questions
+make one forward, its describe questions one `generate` per token budget.
 
 Shapes: images arrive uint8 (H, W, 3); the processor turns them into patch rows; the model returns
 logits (B, 1, vocab) for the last position only (`logits_to_keep=1`).
@@ -18,16 +23,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from motionnft.judge_scores import COMPARE_CHOICES, RATING_CHOICES, distribution_from_logits
-from services.mllm_judge.backends.base import Answer, JudgeFailure, JudgeQuestion
+from motionnft.judge_scores import COMPARE_CHOICES, RATING_CHOICES
+from services.mllm_judge.backends.base import Answer, JudgeFailure, JudgeQuestion, TextAnswer
+from services.mllm_judge.backends.transformers_model import Prepared, choice_distributions, greedy_texts
 from services.serving.batching import MicroBatcher, Overloaded
 
 log = logging.getLogger(__name__)
@@ -40,12 +47,15 @@ class ChoiceTokenError(ValueError):
 
 
 @dataclass(frozen=True)
-class _Prepared:
-    """One validated question, ready for the processor: chat messages, PIL images, choice token ids."""
+class _Describe:
+    """A batcher item asking for text: the question and its token budget."""
 
-    messages: list[dict[str, Any]]
-    images: list[Image.Image]
-    choice_ids: tuple[int, ...]
+    question: JudgeQuestion
+    max_tokens: int
+
+
+_Item = JudgeQuestion | _Describe
+_Run = Callable[[list[Prepared]], Sequence[list[float] | str | Exception]]  # one model call over a batch
 
 
 class TransformersJudge:
@@ -89,7 +99,7 @@ class TransformersJudge:
         self.max_image_side = max_image_side
         self._processor: Any = None
         self._model: Any = None
-        self._batcher: MicroBatcher[JudgeQuestion, list[float]] | None = None
+        self._batcher: MicroBatcher[_Item, list[float] | str] | None = None
         self._choice_ids: dict[tuple[str, ...], tuple[int, ...]] = {}
         self._special_tokens: tuple[str, ...] = ()
 
@@ -157,13 +167,27 @@ class TransformersJudge:
         Raises Overloaded (before queueing anything) when the whole call does not fit in the queue,
         so the service can answer 503 instead of failing each item.
         """
+        answers: list[Answer] = []
+        for result in await self._submit(questions):
+            answers.append(JudgeFailure(f"not a distribution: {result[:50]!r}") if isinstance(result, str) else result)
+        return answers
+
+    async def describe(self, questions: Sequence[JudgeQuestion], max_tokens: int) -> list[TextAnswer]:
+        """Per question, in order, its greedy text answer (at most `max_tokens` new tokens) or a JudgeFailure.
+
+        Raises Overloaded like `answer`.
+        """
+        results = await self._submit([_Describe(q, max_tokens) for q in questions])
+        return [r if isinstance(r, str | JudgeFailure) else JudgeFailure("not a text answer") for r in results]
+
+    async def _submit(self, items: Sequence[_Item]) -> list[list[float] | str | JudgeFailure]:
         batcher = self._batcher
         if batcher is None:
             raise RuntimeError("the transformers judge is not loaded; call load() first")
-        if batcher.queued_cost and batcher.queued_cost + len(questions) > self.max_queue:
+        if batcher.queued_cost and batcher.queued_cost + len(items) > self.max_queue:
             raise Overloaded(f"judge queue is full ({batcher.queued_cost} questions queued)")
-        results = await asyncio.gather(*(batcher.submit(q) for q in questions), return_exceptions=True)
-        answers: list[Answer] = []
+        results = await asyncio.gather(*(batcher.submit(item) for item in items), return_exceptions=True)
+        answers: list[list[float] | str | JudgeFailure] = []
         for result in results:
             if isinstance(result, JudgeFailure):
                 answers.append(result)
@@ -189,30 +213,39 @@ class TransformersJudge:
 
     # --- worker thread -------------------------------------------------------------------------
 
-    def _process(self, questions: Sequence[JudgeQuestion]) -> list[list[float] | Exception]:
-        """The batcher's `process`: validate each question, one forward for the valid ones."""
-        prepared: list[_Prepared | Exception] = []
-        for question in questions:
+    def _process(self, items: Sequence[_Item]) -> list[list[float] | str | Exception]:
+        """The batcher's `process`: validate each item; one forward for the valid choice questions and
+        one `generate` per token budget for the valid describe questions."""
+        results: list[list[float] | str | Exception | None] = []
+        ready: dict[int, Prepared] = {}
+        for i, item in enumerate(items):
             try:
-                prepared.append(self._prepare(question))
+                ready[i] = self._prepare(item.question if isinstance(item, _Describe) else item)
+                results.append(None)
             except Exception as exc:
-                prepared.append(JudgeFailure(f"question not askable: {exc}"))
-        ready = [p for p in prepared if isinstance(p, _Prepared)]
-        answered = iter(self._answer_isolated(ready) if ready else [])
-        return [p if isinstance(p, Exception) else next(answered) for p in prepared]
+                results.append(JudgeFailure(f"question not askable: {exc}"))
+        runs: dict[int | None, list[int]] = {}  # token budget (None: a choice question) -> rows
+        for i in ready:
+            item = items[i]
+            runs.setdefault(item.max_tokens if isinstance(item, _Describe) else None, []).append(i)
+        for budget, rows in runs.items():
+            run: _Run = self._forward if budget is None else partial(self._generate, max_new_tokens=budget)
+            for i, result in zip(rows, self._isolated(run, [ready[i] for i in rows]), strict=True):
+                results[i] = result
+        return [r if r is not None else JudgeFailure("question was not asked") for r in results]
 
-    def _answer_isolated(self, ready: list[_Prepared]) -> list[list[float] | Exception]:
+    def _isolated(self, run: _Run, ready: list[Prepared]) -> list[list[float] | str | Exception]:
         try:
-            return self._forward(ready)
+            return list(run(ready))
         except Exception as exc:
             if len(ready) == 1:
-                log.exception("transformers judge: forward failed")
+                log.exception("transformers judge: model call failed")
                 return [JudgeFailure(f"forward failed: {type(exc).__name__}: {exc}")]
             # One unforeseen bad input must not sink its batch-mates: ask each question alone.
             log.warning("transformers judge: batch of %d failed (%s); retrying one at a time", len(ready), exc)
-            return [result for p in ready for result in self._answer_isolated([p])]
+            return [result for p in ready for result in self._isolated(run, [p])]
 
-    def _prepare(self, question: JudgeQuestion) -> _Prepared:
+    def _prepare(self, question: JudgeQuestion) -> Prepared:
         for token in self._special_tokens:
             if token in question.prompt:
                 # It would be tokenised as the control token itself (a fake image slot or turn end).
@@ -224,7 +257,7 @@ class TransformersJudge:
         images = [self._to_pil(i, image) for i, image in enumerate(question.images)]
         content: list[dict[str, Any]] = [{"type": "image"} for _ in images]
         content.append({"type": "text", "text": question.prompt})
-        return _Prepared([{"role": "user", "content": content}], images, choice_ids)
+        return Prepared([{"role": "user", "content": content}], images, choice_ids)
 
     def _to_pil(self, index: int, image: np.ndarray) -> Image.Image:
         """uint8 (H, W, 3) -> RGB PIL image, longer side at most `max_image_side` pixels."""
@@ -241,24 +274,8 @@ class TransformersJudge:
             pil = pil.resize(size, Image.Resampling.BICUBIC)
         return pil
 
-    def _forward(self, ready: Sequence[_Prepared]) -> list[list[float] | Exception]:
-        """One padded forward over `ready`; per row, softmax over its choice logits at position -1."""
-        import torch
+    def _forward(self, ready: Sequence[Prepared]) -> list[list[float] | Exception]:
+        return choice_distributions(self._processor, self._model, self.device, ready)
 
-        processor = self._processor
-        texts = [processor.apply_chat_template(p.messages, tokenize=False, add_generation_prompt=True) for p in ready]
-        # A flat list: the processor fills the image slots of all texts in order.
-        images = [image for p in ready for image in p.images]
-        inputs = processor(text=texts, images=images or None, return_tensors="pt", padding=True)
-        inputs = inputs.to(device=self.device, dtype=self._model.dtype)  # casts only float tensors
-        with torch.inference_mode():
-            # use_cache=False: no KV cache, and Qwen2-VL then recomputes its M-RoPE positions per call.
-            output = self._model(**inputs, use_cache=False, logits_to_keep=1)
-        last = output.logits[:, -1, :].float().cpu()  # (B, vocab)
-        results: list[list[float] | Exception] = []
-        for row, p in zip(last, ready, strict=True):
-            try:
-                results.append(distribution_from_logits(row[list(p.choice_ids)].tolist()))
-            except ValueError as exc:  # non-finite logits: no probability to report
-                results.append(JudgeFailure(f"choice logits unusable: {exc}"))
-        return results
+    def _generate(self, ready: Sequence[Prepared], max_new_tokens: int) -> list[str | Exception]:
+        return greedy_texts(self._processor, self._model, self.device, ready, max_new_tokens)

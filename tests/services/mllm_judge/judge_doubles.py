@@ -10,7 +10,7 @@ import numpy as np
 from fastapi import FastAPI
 
 from motionnft.contracts.images import encode_image
-from services.mllm_judge.backends.base import Answer, JudgeBackend, JudgeQuestion
+from services.mllm_judge.backends.base import Answer, JudgeBackend, JudgeFailure, JudgeQuestion, TextAnswer
 from tests.motionnft.flow.known_motion import photograph
 from tests.services.contract import judge_app
 
@@ -63,15 +63,27 @@ class Counting:
         self.questions += questions
         return await self.inner.answer(questions)
 
+    async def describe(self, questions: Sequence[JudgeQuestion], max_tokens: int) -> list[TextAnswer]:
+        self.calls += 1
+        self.questions += questions
+        return await self.inner.describe(questions, max_tokens)
+
 
 class Scripted:
-    """A language-model stand-in: answers each question with `respond(question)` (an Answer)."""
+    """A language-model stand-in: answers each question with `respond(question)` (an Answer), and each
+    describe question with `tell(question)` (a failure when not given)."""
 
     name, model, is_language_model = "scripted", "scripted-test-model", True
 
-    def __init__(self, respond: Callable[[JudgeQuestion], Answer], load_error: Exception | None = None) -> None:
+    def __init__(
+        self,
+        respond: Callable[[JudgeQuestion], Answer],
+        load_error: Exception | None = None,
+        tell: Callable[[JudgeQuestion], TextAnswer] | None = None,
+    ) -> None:
         self.respond = respond
         self.load_error = load_error
+        self.tell = tell or (lambda q: JudgeFailure("scripted: no text answers"))
 
     async def load(self) -> None:
         if self.load_error is not None:
@@ -82,6 +94,9 @@ class Scripted:
 
     async def answer(self, questions: Sequence[JudgeQuestion]) -> list[Answer]:
         return [self.respond(q) for q in questions]
+
+    async def describe(self, questions: Sequence[JudgeQuestion], max_tokens: int) -> list[TextAnswer]:
+        return [self.tell(q) for q in questions]
 
 
 def with_backend(backend: Any, **settings: Any) -> FastAPI:

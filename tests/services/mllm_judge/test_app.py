@@ -14,7 +14,7 @@ from motionnft.contracts.images import encode_image
 from motionnft.contracts.judge import JUDGE_COMPARE_PATH, JUDGE_SCORE_PATH, CompareResponse, JudgeScoreResponse
 from services.mllm_judge.backends.base import Answer, JudgeFailure, JudgeQuestion
 from services.mllm_judge.backends.similarity import SimilarityJudge, similarity
-from services.mllm_judge.rubrics import COMPARE, RUBRICS
+from services.mllm_judge.rubrics import COMPARE, CURATION_RUBRICS, RUBRICS
 from tests.services.contract import judge_app
 from tests.services.harness import assert_problem, in_process
 from tests.services.mllm_judge.judge_doubles import (
@@ -139,7 +139,7 @@ async def test_every_answer_says_it_is_not_a_language_model(pics: Pictures) -> N
         assert answer["backend"] == "similarity"
         assert "not a language model" in answer["model"]
     assert "NOT a language model" in ready["note"]
-    assert ready["rubrics"] == {r.name: r.version for r in (*RUBRICS.values(), COMPARE)}
+    assert ready["rubrics"] == {r.name: r.version for r in (*RUBRICS.values(), COMPARE, *CURATION_RUBRICS.values())}
     assert compared["rubric"] == COMPARE.version
 
 

@@ -1,5 +1,6 @@
 """The judge's prompts: `edit` is docs/method.md section 3's prompt verbatim, instructions go in as plain
-text, versions follow the text, and each rubric admits the right answer tokens."""
+text, versions follow the text, each rubric admits the right answer tokens, and the curation prompts
+show a clip's two frames and ask one question each."""
 
 from __future__ import annotations
 
@@ -8,8 +9,20 @@ import re
 
 import pytest
 
-from motionnft.judge_scores import COMPARE_CHOICES, RATING_CHOICES
-from services.mllm_judge.rubrics import COHERENCE, COMPARE, EDIT, FIDELITY, PRESERVATION, RUBRICS, Rubric
+from motionnft.contracts.judge import CURATION_CRITERIA, MOTION_CATEGORIES
+from motionnft.judge_scores import CATEGORY_CHOICES, COMPARE_CHOICES, RATING_CHOICES, YESNO_CHOICES
+from services.mllm_judge.rubrics import (
+    CATEGORY,
+    COHERENCE,
+    COMPARE,
+    CRITERIA,
+    CURATION_RUBRICS,
+    EDIT,
+    FIDELITY,
+    PRESERVATION,
+    RUBRICS,
+    Rubric,
+)
 
 ALL = (EDIT, FIDELITY, PRESERVATION, COHERENCE, COMPARE)
 
@@ -86,3 +99,29 @@ def test_the_registry_holds_the_rating_rubrics_by_name() -> None:
 def test_rubrics_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         EDIT.template = "something else"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("rubric", list(CURATION_RUBRICS.values()), ids=lambda r: r.name)
+def test_curation_rubrics_show_two_frames_and_ask_one_question(rubric: Rubric) -> None:
+    assert rubric.template.startswith("Here are two images: the first and the last frame of one short video clip.\n")
+    assert rubric.template.count("?") == 1 and "{prompt}" not in rubric.template
+    assert re.fullmatch(rf"{re.escape(rubric.name)}/1-[0-9a-f]{{8}}", rubric.version)
+    ending = {
+        "yesno": "\nAnswer Yes or No.",
+        "category": "\nAnswer with the number of the kind that fits best, 1 to 6.",
+    }
+    if rubric.kind in ending:
+        assert rubric.template.endswith(ending[rubric.kind])
+    else:
+        assert rubric.kind == "describe" and rubric.choices == () and "one short sentence" in rubric.template
+
+
+def test_curation_rubrics_are_their_own_registry() -> None:
+    assert list(CRITERIA) == list(CURATION_CRITERIA)
+    assert [r.name for r in CRITERIA.values()] == [f"curation/{c}" for c in CURATION_CRITERIA]
+    assert all(r.choices == YESNO_CHOICES == ("Yes", "No") for r in CRITERIA.values())
+    assert CATEGORY.choices == CATEGORY_CHOICES == ("1", "2", "3", "4", "5", "6")
+    assert not set(CURATION_RUBRICS) & set(RUBRICS)  # the score route does not accept them
+    # The category prompt numbers MOTION_CATEGORIES in order.
+    lines = [line for line in CATEGORY.template.splitlines() if line[:1].isdigit()]
+    assert [line.split(":")[:2] for line in lines] == [[str(k), f" {c}"] for k, c in enumerate(MOTION_CATEGORIES, 1)]

@@ -2,8 +2,9 @@
 
 `build_tiny_qwen2vl(directory)` writes a directory that `AutoProcessor` / `AutoModelForImageTextToText`
 load like a real Qwen2-VL checkpoint: config + safetensors weights (about 0.1 M parameters), a
-`Qwen2VLProcessor` whose tokenizer has a byte-level vocabulary (the GPT-2 byte-to-unicode table, no
-merges, so every byte - and so every digit and letter - is one token) plus the Qwen special tokens,
+`Qwen2VLProcessor` whose tokenizer has a byte-level vocabulary (the GPT-2 byte-to-unicode table, so
+every byte - and so every digit and letter - is one token) plus the merges that make the judge's word
+answers ("Yes", "No", as in a real Qwen vocabulary) one token each, plus the Qwen special tokens,
 and a small chat template in the Qwen format. The image processor resizes to at most 56x56 pixels
 with 14-pixel patches merged 2x2, so any image becomes at most 4 vision tokens and a forward on a
 few images takes milliseconds on a CPU. Building is seeded: the same call gives the same weights.
@@ -17,6 +18,9 @@ from pathlib import Path
 import torch
 
 from workers.policies.tiny import byte_level_vocab  # one GPT-2 byte table for every tiny tokenizer
+
+# BPE merges, in rank order, that spell the curation answers as single tokens.
+WORD_MERGES: tuple[tuple[str, str], ...] = (("Y", "e"), ("Ye", "s"), ("N", "o"))
 
 SPECIAL_TOKENS: tuple[str, ...] = (
     "<|endoftext|>",
@@ -63,7 +67,10 @@ def build_tiny_qwen2vl(directory: Path, *, seed: int = 0, missing_tokens: Iterab
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = Qwen2Tokenizer(vocab=byte_level_vocab(missing_tokens), merges=[])
+    vocab = byte_level_vocab(missing_tokens)
+    for left, right in WORD_MERGES:
+        vocab.setdefault(left + right, len(vocab))
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=list(WORD_MERGES))
     tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
     ids = tokenizer.convert_tokens_to_ids
     sizes = {"min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS, "patch_size": PATCH_SIZE, "merge_size": MERGE_SIZE}
