@@ -9,6 +9,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -37,3 +38,13 @@ def ray_session() -> Iterator[None]:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def mining_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The miner's test corpus (`motionnft.mining.corpus`: clips with known answers), written once."""
+    from motionnft.mining.corpus import write_corpus
+
+    folder = tmp_path_factory.mktemp("mining-corpus")
+    write_corpus(folder)
+    return folder

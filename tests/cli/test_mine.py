@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from benchmarks.fake_upstream import DEFAULT_MODEL, ChatCompletionsUpstream, running_upstream
 from cli.main import app
-from motionnft.mining.corpus import EXPECTED, write_corpus
+from motionnft.mining.corpus import EXPECTED
 from motionnft.stack import MLLM_JUDGE, LocalStack
 from services.reward_api.app import create_app as create_reward
 from services.reward_api.settings import RewardApiSettings
@@ -34,13 +34,6 @@ JUDGED = {**EXPECTED, "occluded.mp4": [("rejected", "judge:intact")]}
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("corpus")
-    write_corpus(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[CorpusJudge, str, str]]:
     """(the upstream's judge, judge service URL, writer URL): the judge is a real service process."""
     judge = CorpusJudge()
@@ -52,8 +45,9 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[CorpusJ
             yield judge, stack.url("mllm_judge"), upstream_url
 
 
-def mine(corpus: Path, out: Path, *extra: str) -> tuple[int, str, str]:
-    args = ["data", "mine", "--videos", str(corpus), "--out", str(out), "--workers", "2", "--no-progress", *extra]
+def mine(videos: Path, out: Path, *extra: str) -> tuple[int, str, str]:
+    args = ["data", "mine", "--videos", str(videos), "--out", str(out), "--workers", "2", "--no-progress"]
+    args += extra
     result = runner.invoke(app, args)
     return result.exit_code, result.stdout, result.stderr
 
@@ -71,11 +65,11 @@ def decisions(out: Path) -> dict[str, list[tuple[str, str | None]]]:
 
 @pytest.mark.skipif(not TINY_CHECKPOINT.exists(), reason="run `motionnft pretrain-tiny` first")
 def test_curated_corpus_validates_and_trains_one_epoch(
-    corpus: Path, services: tuple[CorpusJudge, str, str], tmp_path: Path, ray_session: None
+    mining_corpus: Path, services: tuple[CorpusJudge, str, str], tmp_path: Path, ray_session: None
 ) -> None:
     judge, judge_url, writer_url = services
     out = tmp_path / "mined"
-    code, stdout, stderr = mine(corpus, out, "--judge-url", judge_url, "--writer-url", writer_url)
+    code, stdout, stderr = mine(mining_corpus, out, "--judge-url", judge_url, "--writer-url", writer_url)
     assert code == 0, stderr
     assert decisions(out) == JUDGED
     assert "10 window(s) of 9 video(s): kept 2, rejected 7, undecided 0, unreadable 1" in stdout
@@ -102,13 +96,13 @@ def test_curated_corpus_validates_and_trains_one_epoch(
 
 
 def test_failed_judge_leaves_windows_undecided_and_a_rerun_retries_only_those(
-    corpus: Path, services: tuple[CorpusJudge, str, str], tmp_path: Path
+    mining_corpus: Path, services: tuple[CorpusJudge, str, str], tmp_path: Path
 ) -> None:
     judge, judge_url, writer_url = services
     out = tmp_path / "mined"
     judge.failing = {"judge"}
     try:
-        code, stdout, stderr = mine(corpus, out, "--judge-url", judge_url, "--writer-url", writer_url)
+        code, stdout, stderr = mine(mining_corpus, out, "--judge-url", judge_url, "--writer-url", writer_url)
     finally:
         judge.failing = set()
     assert code == 0, stderr
@@ -120,7 +114,7 @@ def test_failed_judge_leaves_windows_undecided_and_a_rerun_retries_only_those(
     assert not (out / "train.jsonl").read_text()  # nothing kept while undecided
 
     before = judge.asked.copy()
-    code, stdout, stderr = mine(corpus, out, "--judge-url", judge_url, "--writer-url", writer_url)
+    code, stdout, stderr = mine(mining_corpus, out, "--judge-url", judge_url, "--writer-url", writer_url)
     assert code == 0, stderr
     assert decisions(out) == JUDGED
     assert judge.asked["curation/stable"] - before["curation/stable"] == 3  # the undecided three, no more
@@ -128,18 +122,18 @@ def test_failed_judge_leaves_windows_undecided_and_a_rerun_retries_only_those(
     assert all(again[key] == line for key, line in first.items() if key not in undecided)
 
 
-def test_without_a_judge_pairs_are_marked_unjudged(corpus: Path, tmp_path: Path) -> None:
-    code, stdout, stderr = mine(corpus, tmp_path / "mined")
+def test_without_a_judge_pairs_are_marked_unjudged(mining_corpus: Path, tmp_path: Path) -> None:
+    code, stdout, stderr = mine(mining_corpus, tmp_path / "mined")
     assert code == 0, stderr
     assert decisions(tmp_path / "mined") == EXPECTED
     assert 'no --judge-url: pairs are prefiltered only ("judged": false), not curated' in stdout
 
 
-def test_usage_errors_are_one_line(corpus: Path, tmp_path: Path) -> None:
+def test_usage_errors_are_one_line(mining_corpus: Path, tmp_path: Path) -> None:
     code, _, stderr = mine(tmp_path / "missing", tmp_path / "out")
     assert code == 2 and "no such folder or list of videos" in stderr
-    code, _, stderr = mine(corpus, tmp_path / "out", "--set", "min_luma=2")
+    code, _, stderr = mine(mining_corpus, tmp_path / "out", "--set", "min_luma=2")
     assert code == 2 and "min_luma" in stderr
-    assert mine(corpus, tmp_path / "out2")[0] == 0
-    code, _, stderr = mine(corpus, tmp_path / "out2", "--window-s", "2")
+    assert mine(mining_corpus, tmp_path / "out2")[0] == 0
+    code, _, stderr = mine(mining_corpus, tmp_path / "out2", "--window-s", "2")
     assert code == 2 and "other settings (window_s)" in stderr

@@ -77,6 +77,7 @@ def test_conflicting_pins_are_an_error() -> None:
         requirements.requirement_set(project, ["x"])
 
 
-def test_the_trainer_set_has_rays_dashboard_and_metrics_agent() -> None:
-    """A RayJob submits through the dashboard's job API; the alerts read the metrics agent."""
-    assert "ray[default]==2.60.0" in resolve("train")
+def test_the_trainer_set_has_rays_dashboard_metrics_agent_and_data() -> None:
+    """A RayJob submits through the dashboard's job API; the alerts read the metrics agent; the miner's
+    cluster path is a Ray Data pipeline."""
+    assert "ray[default,data]==2.60.0" in resolve("train")

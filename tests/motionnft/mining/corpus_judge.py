@@ -13,14 +13,27 @@ import base64
 import io
 import math
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from benchmarks.fake_upstream import Behaviour, answer, error, text_answer
+from benchmarks.fake_upstream import (
+    DEFAULT_MODEL,
+    Behaviour,
+    ChatCompletionsUpstream,
+    answer,
+    error,
+    running_upstream,
+    text_answer,
+)
 from motionnft.mining.corpus import OCCLUDER_RGB
+from services.mllm_judge.app import create_app
 from services.mllm_judge.rubrics import CURATION_RUBRICS
+from services.mllm_judge.settings import MllmJudgeSettings
+from tests.services.harness import in_thread
 
 SUMMARY = "The round patch moves to the right."
 INSTRUCTION = "Move the round patch to the right."
@@ -68,3 +81,15 @@ class CorpusJudge:
         if rubric.name == "curation/intact" and shows_occluder(images[-1]):
             return answer(NO)
         return answer(YES)
+
+
+@contextmanager
+def judge_in_thread() -> Iterator[tuple[ChatCompletionsUpstream, str]]:
+    """(the upstream, whose responder is a CorpusJudge, and the judge service's URL): the real judge
+    app (openai backend, no answer cache, one attempt) in a thread in front of the upstream."""
+    upstream = ChatCompletionsUpstream(responder=CorpusJudge())
+    with running_upstream(upstream) as base_url:
+        settings = MllmJudgeSettings(backend="openai", openai_base_url=base_url, openai_model=DEFAULT_MODEL,
+                                     openai_max_attempts=1, cache_mb=0)  # fmt: skip
+        with in_thread(create_app(settings)) as judge_url:
+            yield upstream, judge_url

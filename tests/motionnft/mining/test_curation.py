@@ -9,19 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.fake_upstream import DEFAULT_MODEL, ChatCompletionsUpstream, running_upstream
+from benchmarks.fake_upstream import ChatCompletionsUpstream
 from motionnft.contracts.client import JudgeClient
 from motionnft.contracts.judge import CategoryGuess, CurateResult, MotionSummary, RubricScore
-from motionnft.mining.corpus import write_corpus
 from motionnft.mining.curation import judge_window, verdict
 from motionnft.mining.examine import Examined, examine_video
 from motionnft.mining.instructions import InstructionWriter
 from motionnft.mining.manifest import WindowRecord
 from motionnft.mining.settings import MiningSettings
-from services.mllm_judge.app import create_app
-from services.mllm_judge.settings import MllmJudgeSettings
-from tests.motionnft.mining.corpus_judge import INSTRUCTION, SUMMARY, CorpusJudge
-from tests.services.harness import in_thread
+from tests.motionnft.mining.corpus_judge import INSTRUCTION, SUMMARY, CorpusJudge, judge_in_thread
 
 
 def yes(p: float) -> RubricScore:
@@ -58,20 +54,9 @@ def test_a_failed_question_leaves_the_window_undecided() -> None:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("corpus")
-    write_corpus(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def services() -> Iterator[tuple[ChatCompletionsUpstream, str]]:
-    upstream = ChatCompletionsUpstream(responder=CorpusJudge())
-    with running_upstream(upstream) as base_url:
-        settings = MllmJudgeSettings(backend="openai", openai_base_url=base_url, openai_model=DEFAULT_MODEL,
-                                     openai_max_attempts=1)  # fmt: skip
-        with in_thread(create_app(settings)) as judge_url:
-            yield upstream, judge_url
+    with judge_in_thread() as running:
+        yield running
 
 
 def passed(corpus: Path, name: str) -> Examined:
@@ -94,10 +79,10 @@ def judged(examined: Examined, judge_url: str, writer_url: str | None) -> Window
 
 
 def test_a_smooth_clip_is_kept_with_the_judges_category_and_the_writers_instruction(
-    corpus: Path, services: tuple[ChatCompletionsUpstream, str]
+    mining_corpus: Path, services: tuple[ChatCompletionsUpstream, str]
 ) -> None:
     upstream, judge_url = services
-    record = judged(passed(corpus, "smooth_motion.mp4"), judge_url, upstream.base_url)
+    record = judged(passed(mining_corpus, "smooth_motion.mp4"), judge_url, upstream.base_url)
     assert (record.status, record.reason, record.judged) == ("kept", None, True)
     assert (record.category, record.summary, record.instruction, record.instruction_source) == (
         "locomotion", SUMMARY, INSTRUCTION, "writer")  # fmt: skip
@@ -106,19 +91,19 @@ def test_a_smooth_clip_is_kept_with_the_judges_category_and_the_writers_instruct
 
 
 def test_the_occluded_clip_is_rejected_by_the_judge(
-    corpus: Path, services: tuple[ChatCompletionsUpstream, str]
+    mining_corpus: Path, services: tuple[ChatCompletionsUpstream, str]
 ) -> None:
     upstream, judge_url = services
-    record = judged(passed(corpus, "occluded.mp4"), judge_url, upstream.base_url)
+    record = judged(passed(mining_corpus, "occluded.mp4"), judge_url, upstream.base_url)
     assert (record.status, record.reason, record.id, record.instruction) == ("rejected", "judge:intact", None, None)
     assert record.measures["judge_intact"] == pytest.approx(0.05 / 1.0)
 
 
 def test_without_a_writer_or_with_a_bad_answer_the_template_stands_in(
-    corpus: Path, services: tuple[ChatCompletionsUpstream, str]
+    mining_corpus: Path, services: tuple[ChatCompletionsUpstream, str]
 ) -> None:
     upstream, judge_url = services
-    examined = passed(corpus, "smooth_motion.mp4")
+    examined = passed(mining_corpus, "smooth_motion.mp4")
     record = judged(examined, judge_url, None)
     assert (record.instruction_source, record.instruction) == (
         "template", "Move the subject at the left of the picture to the right.")  # fmt: skip
@@ -132,10 +117,10 @@ def test_without_a_writer_or_with_a_bad_answer_the_template_stands_in(
 
 
 def test_failed_services_leave_the_window_undecided(
-    corpus: Path, services: tuple[ChatCompletionsUpstream, str]
+    mining_corpus: Path, services: tuple[ChatCompletionsUpstream, str]
 ) -> None:
     upstream, judge_url = services
-    examined = passed(corpus, "smooth_motion.mp4")
+    examined = passed(mining_corpus, "smooth_motion.mp4")
     examined.first = examined.first[:, ::-1].copy()  # other pixels: nothing comes from the judge's cache
     fake = corpus_judge(upstream)
     try:

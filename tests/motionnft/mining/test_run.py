@@ -11,19 +11,12 @@ import pytest
 from motionnft.data.formats import load_dataset
 from motionnft.data.records import AS_IS
 from motionnft.data.validation import validate
-from motionnft.mining.corpus import EXPECTED, write_corpus
+from motionnft.mining.corpus import EXPECTED
 from motionnft.mining.manifest import WindowRecord
 from motionnft.mining.run import MiningJob, mine_locally, plan
 from motionnft.mining.video import find_videos
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("corpus")
-    write_corpus(folder)
-    return folder
 
 
 def decisions(records: list[WindowRecord]) -> dict[str, list[tuple[str, str | None]]]:
@@ -33,13 +26,13 @@ def decisions(records: list[WindowRecord]) -> dict[str, list[tuple[str, str | No
     return found
 
 
-def job(corpus: Path, out: Path, **options: object) -> MiningJob:
-    videos = [str(v) for v in find_videos(corpus)]
+def job(folder: Path, out: Path, **options: object) -> MiningJob:
+    videos = [str(v) for v in find_videos(folder)]
     return MiningJob(videos, out, workers=2, progress=False, **options)  # type: ignore[arg-type]
 
 
-def test_every_clip_gets_its_decision_and_the_dataset_validates(corpus: Path, tmp_path: Path) -> None:
-    summary = mine_locally(job(corpus, tmp_path / "out"))
+def test_every_clip_gets_its_decision_and_the_dataset_validates(mining_corpus: Path, tmp_path: Path) -> None:
+    summary = mine_locally(job(mining_corpus, tmp_path / "out"))
     assert decisions(summary.records) == EXPECTED
     kept = [r for r in summary.records if r.status == "kept"]
     assert all(not r.judged and r.instruction_source == "template" and r.category is None for r in kept)
@@ -56,23 +49,23 @@ def test_every_clip_gets_its_decision_and_the_dataset_validates(corpus: Path, tm
     assert summary.examined_windows == 9 and summary.judge_calls == 0
 
 
-def test_a_rerun_decides_nothing_twice(corpus: Path, tmp_path: Path) -> None:
-    first = mine_locally(job(corpus, tmp_path / "out"))
+def test_a_rerun_decides_nothing_twice(mining_corpus: Path, tmp_path: Path) -> None:
+    first = mine_locally(job(mining_corpus, tmp_path / "out"))
     manifest = (tmp_path / "out" / "manifest.jsonl").read_text()
-    again = mine_locally(job(corpus, tmp_path / "out"))
+    again = mine_locally(job(mining_corpus, tmp_path / "out"))
     assert again.examined_windows == 0 and again.records == first.records
     assert (tmp_path / "out" / "manifest.jsonl").read_text() == manifest
     # A judge now would re-judge exactly the windows kept unjudged, and nothing else.
-    tasks = plan(job(corpus, tmp_path).videos, {r.key: r for r in first.records}, has_judge=True)
+    tasks = plan(job(mining_corpus, tmp_path).videos, {r.key: r for r in first.records}, has_judge=True)
     assert sorted((Path(t.video).name, sorted(t.only or [])) for t in tasks) == [
         ("occluded.mp4", [0.0]), ("smooth_motion.mp4", [0.0, 3.0])]  # fmt: skip
 
 
-def test_parquet_holds_the_same_pairs(corpus: Path, tmp_path: Path) -> None:
-    summary = mine_locally(job(corpus, tmp_path / "out", fmt="parquet"))
+def test_parquet_holds_the_same_pairs(mining_corpus: Path, tmp_path: Path) -> None:
+    summary = mine_locally(job(mining_corpus, tmp_path / "out", fmt="parquet"))
     assert summary.dataset.suffix == ".parquet"
     records = load_dataset(summary.dataset)
-    jsonl = load_dataset(mine_locally(job(corpus, tmp_path / "jsonl")).dataset)
+    jsonl = load_dataset(mine_locally(job(mining_corpus, tmp_path / "jsonl")).dataset)
     assert [(r.id, r.prompt) for r in records] == [(r.id, r.prompt) for r in jsonl]
     assert validate(records) == []
     assert (records[0].load(AS_IS).input_image == jsonl[0].load(AS_IS).input_image).all()
