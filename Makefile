@@ -10,7 +10,7 @@ export OMP_NUM_THREADS ?= 1
 # A local Ray on loopback: Ray reads this once, when it is imported, so it is set before Python starts.
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
 
-.PHONY: install test demo run run-judge lint bench-reward bench-judge bench-learner bench-pipeline bench-bench bench-mine clean images images-trainer
+.PHONY: install test demo run run-judge lint bench-reward bench-judge bench-learner bench-pipeline bench-bench bench-mine bench-ablations clean images images-trainer
 
 install: $(STAMP)
 
@@ -53,6 +53,11 @@ bench-learner: $(STAMP)
 # 27 minutes on 2 cores here; pass e.g. ARGS='--set run.epochs=20' for a shorter one).
 bench-bench: $(STAMP)
 	$(PY) -m benchmarks.bench_bench --out docs/benchmarks.md $(ARGS)
+
+# The demo's ablations (reward weights 1/0, 0.5/0.5, 0/1; six-level motion; no NFT negative branch),
+# one run each (about 15 minutes apiece here at 60 epochs; ARGS='--epochs 20' for a quicker look).
+bench-ablations: $(STAMP)
+	$(PY) -m benchmarks.bench_ablations --out docs/benchmarks.md $(ARGS)
 
 # The miner's prefilter: windows/s by stage and video size, and the share of judge calls it saves.
 bench-mine: $(STAMP)

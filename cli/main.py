@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -66,8 +66,20 @@ def train(
 # policy factory resolves `pretrained: tiny` to the same directories). Qwen's causal 3D VAE costs ~5x
 # FLUX's tiny VAE per step on a CPU, so its recipe is shorter: it only has to run the demo end to end.
 TINY_RECIPES: dict[str, dict[str, Any]] = {
-    "flux_kontext": {"out": "checkpoints/tiny-kontext", "pairs": 1200, "vae_steps": 1500, "steps": 3000},
-    "qwen_image_edit": {"out": "checkpoints/tiny-qwen-image-edit", "pairs": 400, "vae_steps": 200, "steps": 400},
+    "flux_kontext": {
+        "out": "checkpoints/tiny-kontext",
+        "pairs": 1200,
+        "vae_steps": 1500,
+        "steps": 3000,
+        "schedule": "constant",
+    },
+    "qwen_image_edit": {
+        "out": "checkpoints/tiny-qwen-image-edit",
+        "pairs": 400,
+        "vae_steps": 200,
+        "steps": 400,
+        "schedule": "constant",
+    },
 }
 
 
@@ -85,6 +97,10 @@ def pretrain_tiny(
     steps: Annotated[int | None, typer.Option(help="Flow-matching steps (default: the family's).")] = None,
     batch_size: int = 16,
     lr: float = 1e-3,
+    schedule: Annotated[
+        Literal["constant", "cosine"] | None,
+        typer.Option(help="Flow-matching learning rate: constant or cosine (default: the family's)."),
+    ] = None,
     seed: int = 0,
     size: int = 64,
 ) -> None:
@@ -102,7 +118,8 @@ def pretrain_tiny(
     data = generate(recipe["pairs"] if pairs is None else pairs, data_seed, size)
     path = run(data, Path(recipe["out"]) if out is None else out,
                steps=recipe["steps"] if steps is None else steps, batch_size=batch_size, lr=lr, seed=seed, size=size,
-               vae_steps=recipe["vae_steps"] if vae_steps is None else vae_steps)  # fmt: skip
+               vae_steps=recipe["vae_steps"] if vae_steps is None else vae_steps,
+               schedule=recipe["schedule"] if schedule is None else schedule)  # fmt: skip
     typer.echo((path / "pretrain.json").read_text())
 
 

@@ -153,6 +153,7 @@ class NFTConfig(_Frozen):
     kl_weight: float = Field(default=1e-4, ge=0)
     loss_scale: float = Field(default=5.0, ge=0)
     adaptive_eps: float = Field(default=1e-5, gt=0)
+    negative_branch: bool = Field(default=True, description="False: the ablation without the negative term.")
     adv_clip: float = Field(default=5.0, gt=0)
     ban_std: float = Field(default=0.05, ge=0)
     ban_mean: float = Field(default=0.9)

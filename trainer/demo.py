@@ -5,7 +5,8 @@ backend) on free localhost ports, trains the committed tiny policy with `configs
 (local Ray; `--config configs/demo_cpu_qwen.yaml` trains the tiny Qwen-Image-Edit instead), and
 writes to the run directory (`runs/<run.name>` unless given): `summary.json` (before/after motion reward, MAS and
 judge score, overall and per category, with paired-bootstrap 95% intervals of after - before),
-`grid.png` (input, target, before, after), `curves.png`, the metrics, and `bench/` (MotionEdit-Bench
+`grid.png` (input, target, before, after, rows chosen before training), `before_after.gif`,
+`flows.png` (flows of input -> target, before and after), `curves.png`, the metrics, and `bench/` (MotionEdit-Bench
 on the held-out pairs, base policy against the trained run: results.json, report.md, index.html).
 Every process it starts is stopped on success, failure or Ctrl-C.
 """
@@ -22,12 +23,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from motionnft.bench.statistics import paired_bootstrap_ci
 from motionnft.data.synth import generate, split, write_dataset
 from motionnft.progress import StepProgress
 from motionnft.stack import MLLM_JUDGE, REWARD_API, LocalStack
 from trainer.config import load_config
 from trainer.demo_bench import bench_before_after
+from trainer.demo_pictures import demo_rows, save_animation, save_flow_grid, saved_evaluations, scene_psnr
 from trainer.grid import save_grid
 from trainer.loop import train
 from trainer.metrics import MetricsLog
@@ -35,8 +39,18 @@ from trainer.plots import plot_run
 
 log = logging.getLogger("motionnft.demo")
 METRICS = ("motion_reward", "mas", "judge")
+REPORTED = (*METRICS, "scene_psnr")  # scene_psnr: PSNR (dB) to the input where the true motion changes nothing
 # The demo's steps; the before and after evaluations are the epoch bar's first and last "evaluate".
 STAGES = ("data", "services", "train", "summary", "pictures", "bench")
+# The ablations people ask about (docs/benchmarks.md): the same demo with one thing changed. "method" is
+# the demo as it ships (rewards 0.5/0.5, the continuous motion signal, both NFT branches).
+ABLATIONS: dict[str, list[str]] = {
+    "method": [],
+    "motion-only": ["reward.weights={motion: 1.0, judge: 0.0}"],
+    "judge-only": ["reward.weights={motion: 0.0, judge: 1.0}"],
+    "six-level": ["reward.motion_signal=six_level"],
+    "no-negative": ["nft.negative_branch=false"],
+}
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -59,11 +73,30 @@ def summarise(run_dir: Path) -> dict[str, Any]:
     ids = sorted(shared)
     delta = {m: list(paired_bootstrap_ci([b[i][m] for i in ids], [a[i][m] for i in ids])) for m in METRICS}
 
-    def side(e: dict[str, Any]) -> dict[str, Any]:
-        return {**{m: e[m] for m in METRICS}, "per_category": e["per_category"]}
+    kept = scene_preservation(run_dir, ids)
+    delta["scene_psnr"] = list(paired_bootstrap_ci(kept["before"], kept["after"]))
 
-    return {"before": side(before), "after": side(after), "delta_ci95": delta, "pairs": len(ids),
-            "epochs": evals[-1]["epoch"]}  # fmt: skip
+    def side(e: dict[str, Any], name: str) -> dict[str, Any]:
+        return {
+            **{m: e[m] for m in METRICS},
+            "scene_psnr": float(np.mean(kept[name])),
+            "per_category": e["per_category"],
+        }
+
+    return {"before": side(before, "before"), "after": side(after, "after"), "delta_ci95": delta, "pairs": len(ids),
+            "epochs": evals[-1]["epoch"], "rows": demo_rows(before["items"])}  # fmt: skip
+
+
+def scene_preservation(run_dir: Path, ids: list[str]) -> dict[str, list[float]]:
+    """Per held-out pair (``ids``, in order), how well the before and after edits keep the scene (PSNR, dB)."""
+    first, last = saved_evaluations(run_dir)
+    out: dict[str, list[float]] = {}
+    for name, saved in (("before", first), ("after", last)):
+        where = {str(i): n for n, i in enumerate(saved["ids"])}
+        rows = [where[i] for i in ids]
+        out[name] = [scene_psnr(saved["inputs"][r], saved["targets"][r], saved["edits"][r]) for r in rows]
+    both = [n for n in range(len(ids)) if np.isfinite(out["before"][n]) and np.isfinite(out["after"][n])]
+    return {name: [values[n] for n in both] for name, values in out.items()}  # pairs with no unmoved pixel: out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -72,12 +105,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-dir", type=Path, default=None, help="Default: $RUN_DIR, else runs/<run.name>.")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--pairs", type=int, default=400, help="Synthetic pairs (80%% train, 20%% held out).")
+    parser.add_argument(
+        "--ablation",
+        choices=list(ABLATIONS),
+        default="method",
+        help="Change one thing (default: the method as it ships); the run goes to runs/<name>-<ablation>.",
+    )
+    parser.add_argument("--skip-bench", action="store_true", help="Stop after the pictures (no MotionEdit-Bench).")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` cleans up like Ctrl-C
     started = time.perf_counter()
     # runs/demo for configs/demo_cpu.yaml, runs/demo-qwen for configs/demo_cpu_qwen.yaml: demos keep apart.
-    run_dir = args.run_dir or Path(os.environ.get("RUN_DIR") or f"runs/{load_config(args.config).run.name}")
+    suffix = "" if args.ablation == "method" else f"-{args.ablation}"
+    run_dir = args.run_dir or Path(os.environ.get("RUN_DIR") or f"runs/{load_config(args.config).run.name}{suffix}")
     run_dir.mkdir(parents=True, exist_ok=True)
     # The demo's own steps; the data writing and the epochs show their own progress under this one.
     with StepProgress("demo", total=len(STAGES), logger=log) as progress:
@@ -85,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         train_path, eval_path = make_data(run_dir / "data", args.pairs, 0, 0.2)
         progress.advance({"pairs": args.pairs})
         base = [f"run.out_dir={run_dir}", f"data.train_path={train_path}", f"data.eval_path={eval_path}",
-                *args.overrides]  # fmt: skip
+                *ABLATIONS[args.ablation], *args.overrides]  # fmt: skip
         load_config(args.config, base)  # a bad --set fails now, before any service starts
         run_with_services(args.config, base, run_dir, progress)
         progress.stage("summary")
@@ -93,16 +134,20 @@ def main(argv: list[str] | None = None) -> None:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         progress.advance({"mas_before": summary["before"]["mas"], "mas_after": summary["after"]["mas"]})
         progress.stage("pictures")
-        save_grid(run_dir)
+        save_grid(run_dir, ids=summary["rows"])
+        save_animation(run_dir, summary["rows"])
+        save_flow_grid(run_dir, summary["rows"])
         plot_run(run_dir)
         progress.advance()
         progress.stage("bench")
-        bench = bench_before_after(args.config, run_dir, eval_path, load_config(args.config, base).data.size)
-        progress.advance({f"bench_{m}": "-" if s.overall is None else f"{s.overall:.2f}"
-                          for m, s in bench.results.models.items()})  # fmt: skip
+        if not args.skip_bench:
+            bench = bench_before_after(args.config, run_dir, eval_path, load_config(args.config, base).data.size)
+            progress.advance({f"bench_{m}": "-" if s.overall is None else f"{s.overall:.2f}"
+                              for m, s in bench.results.models.items()})  # fmt: skip
     print(table(summary))
-    bench_dir = run_dir / "bench"
-    print(f"MotionEdit-Bench, before vs after: {bench_dir / 'report.md'} and {bench_dir / 'index.html'}")
+    if not args.skip_bench:
+        bench_dir = run_dir / "bench"
+        print(f"MotionEdit-Bench, before vs after: {bench_dir / 'report.md'} and {bench_dir / 'index.html'}")
 
 
 def run_with_services(config_path: Path, overrides: list[str], run_dir: Path, progress: StepProgress) -> None:
@@ -129,7 +174,7 @@ def run_with_services(config_path: Path, overrides: list[str], run_dir: Path, pr
 
 def table(summary: dict[str, Any]) -> str:
     rows = [f"{'':<22}{'before':>10}{'after':>10}   after - before, 95% CI"]
-    for m in METRICS:
+    for m in REPORTED:
         low, high = summary["delta_ci95"][m]
         rows.append(f"{m:<22}{summary['before'][m]:>10.3f}{summary['after'][m]:>10.3f}   [{low:+.3f}, {high:+.3f}]")
     for category, values in summary["after"]["per_category"].items():

@@ -40,6 +40,8 @@ class NFTLossParams:
     ``loss_scale``: the reference's multiplier of the policy term (its adv_clip_max, 5).
     ``adaptive_eps``: floor of the adaptive weight's denominator mean|x^ - x0| (latent units), as
     the reference's clip(min=1e-5); keeps a perfect prediction from dividing by zero.
+    ``negative_branch``: False drops the (1 - w) negative term, leaving reward-weighted regression
+    towards the implicit positive policy alone (an ablation; the method keeps both).
     """
 
     form: LossForm = "reference"
@@ -47,6 +49,7 @@ class NFTLossParams:
     kl_weight: float = 1e-4
     loss_scale: float = 5.0
     adaptive_eps: float = 1e-5
+    negative_branch: bool = True
 
     def __post_init__(self) -> None:
         if self.form not in _FORMS:
@@ -115,12 +118,13 @@ def nft_loss(
     _check_inputs(v_theta, v_old, v_ref, x0, noise, t, weight, valid)
     rows = _ValidRows.select(v_theta, v_old, v_ref, x0, noise, t, weight, valid)
     v_pos, v_neg = _implicit_velocities(rows.v_theta, rows.v_old, params.beta)
+    negative_share = (1 - rows.weight) if params.negative_branch else torch.zeros_like(rows.weight)
     if params.form == "paper":
         l_pos, l_neg = _paper_errors(v_pos, v_neg, rows.x0, rows.noise)
-        policy = _mean(rows.weight * l_pos + (1 - rows.weight) * l_neg, rows.n)
+        policy = _mean(rows.weight * l_pos + negative_share * l_neg, rows.n)
     else:
         l_pos, l_neg = _reference_errors(v_pos, v_neg, rows.x0, rows.noise, rows.t, params.adaptive_eps)
-        mixed = rows.weight * l_pos + (1 - rows.weight) * l_neg
+        mixed = rows.weight * l_pos + negative_share * l_neg
         policy = params.loss_scale * _mean(mixed / params.beta, rows.n)
     kl = _kl(rows)
     batch = v_theta.shape[0]

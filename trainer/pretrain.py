@@ -30,8 +30,9 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -55,6 +56,7 @@ EditConditions = Any
 KL_WEIGHT = 1e-4  # per latent element, against a per-pixel MSE
 GUIDANCE_RANGE = (1.0, 4.0)
 ENCODE_CHUNK = 64  # images per VAE call while encoding the data set
+LRSchedule = Literal["constant", "cosine"]
 
 
 def as_pair(item: Any) -> Pair:
@@ -184,11 +186,18 @@ def fit_flow(
     batch_size: int,
     lr: float,
     generator: torch.Generator,
+    schedule: LRSchedule = "constant",
 ) -> list[float]:
-    """Flow matching of the whole transformer on (x0, conditions); returns the per-step losses."""
+    """Flow matching of the whole transformer on (x0, conditions); returns the per-step losses.
+
+    ``schedule``: "constant" (the Qwen recipe), or "cosine": a linear warm-up over the first 2 % of the
+    steps, then cosine decay to 0, which a long run needs to settle into the fine detail (the copied
+    background) that a constant rate keeps stepping over.
+    """
     transformer = pipeline.transformer
     transformer.train().requires_grad_(True)
     optimizer = torch.optim.AdamW(transformer.parameters(), lr=lr, weight_decay=0.0)
+    rate = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_factor, schedule=schedule, steps=steps))
     losses: list[float] = []
     for _ in range(steps):
         index = torch.randint(len(x0), (batch_size,), generator=generator)
@@ -199,8 +208,19 @@ def fit_flow(
         velocity = family.velocity(pipeline, x_t, t, cond, generator).float()
         loss = torch.nn.functional.mse_loss(velocity, noise - clean)
         losses.append(_step(optimizer, transformer.parameters(), loss))
+        rate.step()
     transformer.eval().requires_grad_(False)
     return losses
+
+
+def lr_factor(step: int, *, schedule: LRSchedule, steps: int) -> float:
+    """The learning rate's multiplier at ``step`` of ``steps`` (see ``fit_flow``)."""
+    if schedule == "constant":
+        return 1.0
+    warmup = max(1, steps // 50)
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps - warmup))))
 
 
 def pretrain_tiny(
@@ -215,6 +235,7 @@ def pretrain_tiny(
     vae_steps: int | None = None,
     vae_lr: float = 2e-3,
     family: PretrainFamily = FLUX_KONTEXT,
+    schedule: LRSchedule = "constant",
 ) -> Path:
     """Pretrain `family.build(seed)` (default: `build_tiny_kontext`) on (input, target, prompt) pairs (or
     SynthPairs); save it to `out_dir`.
@@ -237,7 +258,15 @@ def pretrain_tiny(
     started = time.perf_counter()
     x0, conditions = family.edit_data(pipeline, data, size)
     flow_losses = fit_flow(
-        pipeline, family, x0, conditions, steps=steps, batch_size=batch_size, lr=lr, generator=generator
+        pipeline,
+        family,
+        x0,
+        conditions,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        generator=generator,
+        schedule=schedule,
     )
     flow_seconds = time.perf_counter() - started
 
@@ -253,7 +282,13 @@ def pretrain_tiny(
         if vae_steps
         else {"steps": 0},
         "latents": latents,
-        "flow": {"steps": steps, "lr": lr, "wall_s": round(flow_seconds, 2), "loss": _summary(flow_losses)},
+        "flow": {
+            "steps": steps,
+            "lr": lr,
+            "schedule": schedule,
+            "wall_s": round(flow_seconds, 2),
+            "loss": _summary(flow_losses),
+        },
     }
     (out_dir / "pretrain.json").write_text(json.dumps(report, indent=2) + "\n")
     return out_dir

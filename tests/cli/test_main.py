@@ -76,6 +76,8 @@ def test_pretrain_tiny_runs_the_trainers_pretraining_with_the_documented_setting
         "lr": recorded["flow"]["lr"],
         "seed": recorded["seed"],
         "size": recorded["size"],
+        # A record from before the schedule was a setting was made at a constant rate.
+        "schedule": recorded["flow"].get("schedule", "constant"),
     }
     assert recorded["pairs"] == 1200
 
@@ -107,6 +109,8 @@ def test_pretrain_tiny_for_qwen_uses_the_settings_of_its_committed_checkpoint(
         "lr": recorded["flow"]["lr"],
         "seed": recorded["seed"],
         "size": recorded["size"],
+        # A record from before the schedule was a setting was made at a constant rate.
+        "schedule": recorded["flow"].get("schedule", "constant"),
     }
     refused = runner.invoke(app, ["pretrain-tiny", "--family", "sdxl"])
     assert refused.exit_code != 0 and "no tiny policy for 'sdxl'" in refused.output

@@ -73,6 +73,16 @@ def test_paper_form_by_hand() -> None:
     assert with_kl.loss.item() == pytest.approx(1.625)
 
 
+def test_without_the_negative_branch_by_hand() -> None:
+    # The ablation keeps only w L+: reference [1 * 0.5, 0.25 * 0.25] -> mean 0.28125, times 5 = 1.40625;
+    # paper [1 * 1, 0.25 * 0.5] -> mean 0.5625. The branch's errors are still reported.
+    reference = nft_loss(**{**_tensors(), "v_ref": None}, params=NFTLossParams(negative_branch=False))
+    assert reference.loss.item() == pytest.approx(1.40625)
+    assert reference.negative.item() == pytest.approx((0.5 + 5 / 12) / 2)
+    paper = nft_loss(**{**_tensors(), "v_ref": None}, params=NFTLossParams(form="paper", negative_branch=False))
+    assert paper.loss.item() == pytest.approx(0.5625)
+
+
 def test_reference_form_beta_half_by_hand() -> None:
     # item 0 alone, beta = 0.5, w = 0.5:
     # v+ = 0.5 [0, 0] + 0.5 [-1, 1] = [-0.5, 0.5];  e+ = 0.5 ([-1, 1] - v+) = [-0.25, 0.25] -> 0.0625 / 0.25 = 0.25

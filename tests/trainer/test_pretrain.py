@@ -4,15 +4,17 @@ conditions it learns from are the policy's own encoding, and encoding them leave
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from tests.workers.squares import moving_squares
 from tests.workers.tiny_policy import SIZE
-from trainer.pretrain import _edit_conditions, pretrain_tiny
+from trainer.pretrain import _edit_conditions, lr_factor, pretrain_tiny
 from workers.policies.flux_kontext import FluxKontextPolicy
 from workers.policies.tiny import build_tiny_kontext
 
@@ -58,3 +60,22 @@ def test_pretraining_learns_from_the_policys_own_conditions() -> None:
         assert torch.equal(getattr(conditions, name), getattr(expected, name)), name
     assert conditions.latent_shape == expected.latent_shape
     assert x0.shape == conditions.image_latents.shape
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero() -> None:
+    factors = [lr_factor(step, schedule="cosine", steps=1000) for step in range(1000)]
+    assert factors[0] == pytest.approx(1 / 20) and factors[19] == pytest.approx(1.0)  # 2 % warm-up
+    assert factors[20] == pytest.approx(1.0) and factors[510] == pytest.approx(0.5, abs=0.01)
+    assert factors[-1] == pytest.approx(0.0, abs=1e-4) and all(a >= b for a, b in pairwise(factors[20:]))
+    assert {lr_factor(step, schedule="constant", steps=10) for step in range(10)} == {1.0}
+
+
+def test_pretraining_with_the_cosine_schedule_is_deterministic(tmp_path) -> None:
+    pairs = moving_squares(6, seed=4, size=SIZE)
+    weights = []
+    for run in ("a", "b"):
+        out = pretrain_tiny(pairs, tmp_path / run, steps=12, vae_steps=4, batch_size=4, lr=2e-3, seed=0,
+                            schedule="cosine")  # fmt: skip
+        assert json.loads((out / "pretrain.json").read_text())["flow"]["schedule"] == "cosine"
+        weights.append((out / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes())
+    assert weights[0] == weights[1]

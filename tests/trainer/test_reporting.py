@@ -36,6 +36,13 @@ def write_run(run_dir: Path) -> None:
         log.write({"epoch": epoch, "reward": 0.7 + 0.01 * epoch, "loss": 3.0, "dropped": 0, "banned": 0,
                    "stage_s": timer.seconds, "rollout_wait_share": 0.01})  # fmt: skip
     log.write({"epoch": 2, "eval": {**aggregate(after), "items": after}})
+    # The saved edits: the before edit is the input inverted, the after edit the input itself.
+    rng = np.random.default_rng(1)
+    scenes = rng.integers(0, 255, (12, 24, 24, 3), dtype=np.uint8)
+    noisy = 255 - scenes  # the scene inverted: nothing kept
+    ids = np.array([item["id"] for item in before])
+    np.savez(run_dir / "eval-00000.npz", ids=ids, inputs=scenes, targets=scenes, edits=noisy)
+    np.savez(run_dir / "eval-00002.npz", ids=ids[::-1], inputs=scenes[::-1], targets=scenes[::-1], edits=scenes[::-1])
 
 
 def test_aggregate_means_overall_and_per_category() -> None:
@@ -59,15 +66,18 @@ def test_summary_has_before_after_and_intervals(tmp_path: Path) -> None:
         assert 0 < low <= high  # a clear +0.05 shift on every pair
         assert summary["after"][metric] > summary["before"][metric]
         assert set(summary["after"]["per_category"]) == {"pose", "locomotion"}
+    assert summary["after"]["scene_psnr"] == 60.0  # copies, matched by id whatever the order
+    assert summary["before"]["scene_psnr"] < 10 and summary["delta_ci95"]["scene_psnr"][0] > 0
+    assert summary["rows"] == ["p1", "p0", "p11", "p10", "p3", "p2", "p5", "p4"]  # categories in turn, by id
     json.dumps(summary)  # it goes to summary.json as is
-    assert "motion_reward" in table(summary)
+    assert "motion_reward" in table(summary) and "scene_psnr" in table(summary)
 
 
 def test_curves_and_grid_are_drawn(tmp_path: Path) -> None:
     write_run(tmp_path)
     assert plot_run(tmp_path).stat().st_size > 10_000
     rng = np.random.default_rng(0)
-    for name in ("eval-00000.npz", "eval-00002.npz"):
+    for name in ("eval-00000.npz", "eval-00002.npz"):  # (over write_run's evaluations)
         arrays = {k: rng.integers(0, 255, (3, 16, 16, 3), dtype=np.uint8) for k in ("inputs", "targets", "edits")}
         np.savez(tmp_path / name, ids=np.array(["a", "b", "c"]), **arrays)
     with Image.open(save_grid(tmp_path, rows=3, scale=2)) as grid:
