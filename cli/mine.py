@@ -64,8 +64,9 @@ def mine_command(
     if not found:
         fail(f"no videos in {videos}", EXIT_USAGE)
     token = os.environ.get("MOTIONNFT_TOKEN")
-    job = MiningJob([str(v) for v in found], out, settings, judge_url, writer_url, writer_model, token, fmt,
-                    workers, judge_concurrency, progress)  # fmt: skip
+    job = MiningJob([str(v) for v in found], out, settings, judge_url=judge_url, writer_url=writer_url,
+                    writer_model=writer_model, token=token, fmt=fmt, workers=workers,
+                    judge_concurrency=judge_concurrency, progress=progress)  # fmt: skip
     try:
         if ray_address is None:
             from motionnft.mining.run import mine_locally

@@ -46,8 +46,7 @@ def _pixels(data: bytes) -> np.ndarray | None:
 
 def examine_rows(row: dict[str, Any], settings_json: str) -> list[dict[str, Any]]:
     """Ray Data flat_map: one video row -> one row per examined window (or one row saying it is unreadable)."""
-    only = frozenset(row["only"]) if row["only"] is not None else None
-    result = examine_video(row["video"], MiningSettings.model_validate_json(settings_json), only)
+    result = examine_video(row["video"], MiningSettings.model_validate_json(settings_json), frozenset(row["skip"]))
     if result.error is not None:
         return [{"video": row["video"], "video_error": result.error, "window": "", "record": "",
                  "first": b"", "last": b"", "of": 1}]  # fmt: skip
@@ -126,7 +125,7 @@ def mine_on_ray(job: MiningJob, address: str | None) -> MiningSummary:
 def _pipeline(job: MiningJob, tasks: list[Task]) -> Any:
     import ray.data
 
-    items = [{"video": t.video, "only": sorted(t.only) if t.only is not None else None} for t in tasks]
+    items = [{"video": t.video, "skip": sorted(t.skip)} for t in tasks]
     dataset: Any = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
     examine = partial(examine_rows, settings_json=job.settings.model_dump_json())
     dataset = dataset.flat_map(examine, num_cpus=1)

@@ -11,6 +11,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from motionnft.flow import FlowEstimator, build_flow_estimator
@@ -67,8 +68,8 @@ def measure_window(probes: list[np.ndarray], settings: MiningSettings) -> dict[s
     return measures
 
 
-def examine_video(video: str, settings: MiningSettings, only: Collection[float] | None = None) -> VideoExamined:
-    """Examine each window of ``video`` (those starting at a time in ``only``, when given).
+def examine_video(video: str, settings: MiningSettings, skip: Collection[float] = ()) -> VideoExamined:
+    """Examine each window of ``video`` but those starting at a time in ``skip`` (decided before).
 
     Never raises for a bad video: one that cannot be opened comes back with ``error`` and no windows;
     a window whose frames cannot be decoded comes back with reason ``decode_error``.
@@ -76,17 +77,18 @@ def examine_video(video: str, settings: MiningSettings, only: Collection[float] 
     path = Path(video)
     try:
         with open_video(path) as (capture, info):
-            found = [w for w in windows(info, settings.window_s) if only is None or w.start_s in only]
-            if not found and only is None:
+            every = windows(info, settings.window_s)
+            if not every:
                 return VideoExamined(video, [], f"{video}: shorter than one {settings.window_s} s window")
-            return VideoExamined(video, [_examine(capture, path, video, w, settings) for w in found])
+            left = [w for w in every if w.start_s not in skip]
+            return VideoExamined(video, [_examine(capture, path, video, w, settings) for w in left])
     except VideoReadError as exc:
         return VideoExamined(video, [], str(exc))
 
 
-def _examine(capture: object, path: Path, video: str, window: Window, settings: MiningSettings) -> Examined:
+def _examine(capture: cv2.VideoCapture, path: Path, video: str, window: Window, settings: MiningSettings) -> Examined:
     try:
-        frames = read_frames(capture, window.probe_frames(settings.probes), path)  # type: ignore[arg-type]
+        frames = read_frames(capture, window.probe_frames(settings.probes), path)
     except VideoReadError as exc:
         return Examined(video, window, "decode_error", error=str(exc))
     probes = [shrink_to_fit(frame, settings.analysis_side) for frame in frames]

@@ -6,8 +6,9 @@ calls on the driver's event loop; ``motionnft.mining.ray_run`` runs the same two
 pipeline. Both hand every decided window to ``Commit``.
 
 Resuming: a window already kept, rejected or unreadable is done. An ``undecided`` window is examined
-and judged again; so is a window kept unjudged when this run has a judge. Videos with nothing left to
-decide are not opened.
+and judged again; so is a window kept unjudged when this run has a judge, and any window the manifest
+lacks (a run killed mid-video). A video found unreadable as a whole is not opened again; every other
+video is opened, to count its windows.
 """
 
 from __future__ import annotations
@@ -63,31 +64,30 @@ class MiningSummary:
 
 @dataclass(frozen=True)
 class Task:
-    """One video to examine, and which of its windows (start times) when only some are left."""
+    """One video to examine, and the windows (start times) of it already decided for good."""
 
     video: str
-    only: frozenset[float] | None
+    skip: frozenset[float] = frozenset()
 
 
 def plan(videos: Iterable[str], done: dict[tuple[str, float], WindowRecord], has_judge: bool) -> list[Task]:
-    """The videos with something left to decide (module docstring), each with the windows to redo."""
-    by_video: dict[str, list[WindowRecord]] = {}
+    """Every video not found unreadable as a whole, each with the windows that need no new decision.
+
+    A window missing from the manifest is examined: a run killed while judging a video leaves some of
+    its windows unrecorded, and only opening the video says how many it has.
+    """
+    skip: dict[str, set[float]] = {}
+    unreadable: set[str] = set()
     for record in done.values():
-        by_video.setdefault(record.video, []).append(record)
-    tasks = []
-    for video in dict.fromkeys(videos):
-        records = by_video.get(video)
-        if not records:
-            tasks.append(Task(video, None))
-            continue
-        redo = frozenset(r.start_s for r in records if _redo(r, has_judge))
-        if redo:
-            tasks.append(Task(video, redo))
-    return tasks
+        if record.status == "unreadable" and record.end_s == 0.0:  # the whole video: see Commit.video_failed
+            unreadable.add(record.video)
+        elif _final(record, has_judge):
+            skip.setdefault(record.video, set()).add(record.start_s)
+    return [Task(v, frozenset(skip.get(v, ()))) for v in dict.fromkeys(videos) if v not in unreadable]
 
 
-def _redo(record: WindowRecord, has_judge: bool) -> bool:
-    return record.status == "undecided" or (has_judge and record.status == "kept" and not record.judged)
+def _final(record: WindowRecord, has_judge: bool) -> bool:
+    return record.status != "undecided" and not (has_judge and record.status == "kept" and not record.judged)
 
 
 class Commit:
@@ -171,20 +171,22 @@ async def _mine(job: MiningJob, tasks: list[Task], commit: Commit) -> None:
             commit.judge_calls += 1
             commit.add(await judge_window(examined, judge, writer, job.settings), examined)
 
-    with StepProgress("mine videos", total=len(tasks), enabled=job.progress) as bar, \
-            ProcessPoolExecutor(job.workers, _SPAWN, initializer=_one_thread) as pool:  # fmt: skip
-        pending = [loop.run_in_executor(pool, examine_video, t.video, job.settings, t.only) for t in tasks]
-        judging: set[asyncio.Task[None]] = set()
-        for next_done in asyncio.as_completed(pending):
-            result = await next_done
-            for task in _route(result, commit, judge is not None):
-                judging.add(asyncio.create_task(judged(task)))
-            bar.advance(commit.metrics())
-        if judging:
-            await asyncio.gather(*judging)
-    for client in (judge, writer):
-        if client is not None:
-            await client.aclose()
+    try:
+        with StepProgress("mine videos", total=len(tasks), enabled=job.progress) as bar, \
+                ProcessPoolExecutor(job.workers, _SPAWN, initializer=_one_thread) as pool:  # fmt: skip
+            pending = [loop.run_in_executor(pool, examine_video, t.video, job.settings, t.skip) for t in tasks]
+            judging: set[asyncio.Task[None]] = set()
+            for next_done in asyncio.as_completed(pending):
+                result = await next_done
+                for task in _route(result, commit, judge is not None):
+                    judging.add(asyncio.create_task(judged(task)))
+                bar.advance(commit.metrics())
+            if judging:
+                await asyncio.gather(*judging)
+    finally:
+        for client in (judge, writer):
+            if client is not None:
+                await client.aclose()
 
 
 def _route(result: VideoExamined, commit: Commit, has_judge: bool) -> list[Examined]:

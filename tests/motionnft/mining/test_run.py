@@ -55,10 +55,24 @@ def test_a_rerun_decides_nothing_twice(mining_corpus: Path, tmp_path: Path) -> N
     again = mine_locally(job(mining_corpus, tmp_path / "out"))
     assert again.examined_windows == 0 and again.records == first.records
     assert (tmp_path / "out" / "manifest.jsonl").read_text() == manifest
-    # A judge now would re-judge exactly the windows kept unjudged, and nothing else.
+    # A judge now would re-judge exactly the windows kept unjudged; the corrupt file is not opened again.
     tasks = plan(job(mining_corpus, tmp_path).videos, {r.key: r for r in first.records}, has_judge=True)
-    assert sorted((Path(t.video).name, sorted(t.only or [])) for t in tasks) == [
-        ("occluded.mp4", [0.0]), ("smooth_motion.mp4", [0.0, 3.0])]  # fmt: skip
+    skipped = {Path(t.video).name: sorted(t.skip) for t in tasks}
+    assert "corrupt.mp4" not in skipped
+    assert skipped["smooth_motion.mp4"] == [] and skipped["occluded.mp4"] == []
+    assert all(skipped[name] == [0.0] for name in ("pan.mp4", "zoom.mp4", "cut.mp4", "static.mp4", "fade.mp4"))
+
+
+def test_windows_a_killed_run_never_recorded_are_examined(mining_corpus: Path, tmp_path: Path) -> None:
+    first = mine_locally(job(mining_corpus, tmp_path / "out"))
+    manifest = tmp_path / "out" / "manifest.jsonl"
+    lines = manifest.read_text().splitlines(keepends=True)
+    # Killed after the first window of smooth_motion.mp4 was recorded, before the second.
+    lost = [n for n, line in enumerate(lines) if "smooth_motion" in line and '"start_s":3.0' in line]
+    assert len(lost) == 1
+    manifest.write_text("".join(line for n, line in enumerate(lines) if n != lost[0]))
+    again = mine_locally(job(mining_corpus, tmp_path / "out"))
+    assert again.examined_windows == 1 and again.records == first.records
 
 
 def test_parquet_holds_the_same_pairs(mining_corpus: Path, tmp_path: Path) -> None:
