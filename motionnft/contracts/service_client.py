@@ -286,6 +286,7 @@ class ServiceClient:
         """
         deadline = time.monotonic() + timeout_s
         last = "no answer yet"
+        answered = False
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -293,8 +294,13 @@ class ServiceClient:
             try:
                 response = await self._attempt("GET", "/readyz", uuid.uuid4().hex, None, remaining)
             except (httpx.TransportError, TimeoutError) as exc:
-                last = f"{type(exc).__name__}: {exc}"
+                # A probe cut short by the deadline says nothing new; keep the server's last real
+                # answer (e.g. "503: still loading weights"), which is what the operator needs.
+                cut_by_deadline = time.monotonic() >= deadline and not isinstance(exc, httpx.ConnectError)
+                if not (cut_by_deadline and answered):
+                    last = f"{type(exc).__name__}: {exc}"
             else:
+                answered = True
                 if response.status_code == 200:
                     return
                 last = f"HTTP {response.status_code}: {response.text[:_SNIPPET_CHARS].strip()}"
