@@ -74,9 +74,11 @@ class RunActors:
 
     def start_rollout(
         self, tasks: list[EditTask], epoch: int, keep_images: bool = False, *,
-        weights: WeightsRef | None = None, version: int | None = None,
+        weights: WeightsRef | None = None, version: int | None = None, samples: int | None = None,
     ) -> RolloutInFlight:  # fmt: skip
         """Send `tasks`, spread round-robin over the rollout actors, and return at once.
+
+        Each task gets `samples` edits (default: the run's samples per prompt).
 
         They sample with `weights` (of learner version `version`; None: not the learner's, e.g. the
         EMA), by default with the learner's newest sampling weights. Weights the actors do not hold
@@ -91,7 +93,8 @@ class RunActors:
         hand_overs = [a.set_sampling_weights.remote(handed) for a in self.rollouts] if handed is not None else []
         self._held = version
         chunks = [tasks[i :: len(self.rollouts)] for i in range(len(self.rollouts))]
-        calls = [a.rollout.remote(c, epoch, keep_images) for a, c in zip(self.rollouts, chunks, strict=True) if c]
+        calls = [a.rollout.remote(c, epoch, keep_images, samples) for a, c in zip(self.rollouts, chunks, strict=True)
+                 if c]  # fmt: skip
         return RolloutInFlight(epoch, hand_overs, calls, weights, version)
 
     def collect(self, rollout: RolloutInFlight) -> list[RolloutBatch]:
@@ -172,11 +175,14 @@ class RunActors:
         """(version -1, the EMA of the trained adapter), left in the object store."""
         return self.learner.ema_sampling.remote()
 
-    def sample_with(self, weights: WeightsRef, tasks: list[EditTask], epoch: int) -> list[RolloutGroup]:
-        """Roll out `tasks` with `weights` as the sampling adapter (after any rollout in flight), then
-        restore the learner's `old`."""
+    def sample_with(
+        self, weights: WeightsRef, tasks: list[EditTask], epoch: int, samples: int | None = None
+    ) -> list[RolloutGroup]:
+        """Roll out `tasks` (`samples` edits each, default the run's) with `weights` as the sampling
+        adapter (after any rollout in flight), then restore the learner's `old`."""
         try:
-            batches = self.collect(self.start_rollout(tasks, epoch, keep_images=True, weights=weights))
+            rollout = self.start_rollout(tasks, epoch, keep_images=True, weights=weights, samples=samples)
+            batches = self.collect(rollout)
         finally:
             self._broadcast(self.learner.sampling_weights.remote())
         order = {t.prompt_id: i for i, t in enumerate(tasks)}

@@ -73,6 +73,7 @@ def summarise(run_dir: Path) -> dict[str, Any]:
     ids = sorted(shared)
     delta = {m: list(paired_bootstrap_ci([b[i][m] for i in ids], [a[i][m] for i in ids])) for m in METRICS}
 
+    by_category = category_intervals([b[i] for i in ids], [a[i] for i in ids])
     kept = scene_preservation(run_dir, ids)
     delta["scene_psnr"] = list(paired_bootstrap_ci(kept["before"], kept["after"]))
 
@@ -83,8 +84,28 @@ def summarise(run_dir: Path) -> dict[str, Any]:
             "per_category": e["per_category"],
         }
 
-    return {"before": side(before, "before"), "after": side(after, "after"), "delta_ci95": delta, "pairs": len(ids),
-            "epochs": evals[-1]["epoch"], "rows": demo_rows(before["items"])}  # fmt: skip
+    return {"before": side(before, "before"), "after": side(after, "after"), "delta_ci95": delta,
+            "per_category_ci": by_category, "pairs": len(ids), "epochs": evals[-1]["epoch"],
+            "rows": demo_rows(before["items"])}  # fmt: skip
+
+
+def category_intervals(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per category, the paired bootstrap interval of after - before for each metric.
+
+    `before` and `after` are the same held-out items in the same order. The six categories are six
+    looks at the data, so each interval is Bonferroni-widened (confidence 1 - 0.05 / categories) and
+    a category counts as worse only when its whole interval is below zero.
+    """
+    categories = sorted({item["category"] for item in before})
+    confidence = 1.0 - 0.05 / max(1, len(categories))
+    out: dict[str, Any] = {"confidence": round(confidence, 4), "worse": [], "categories": {}}
+    for category in categories:
+        rows = [n for n, item in enumerate(before) if item["category"] == category]
+        pairs = {m: ([before[n][m] for n in rows], [after[n][m] for n in rows]) for m in METRICS}
+        intervals = {m: list(paired_bootstrap_ci(*pairs[m], confidence=confidence)) for m in METRICS}
+        out["categories"][category] = {"pairs": len(rows), **intervals}
+        out["worse"] += [f"{category}:{m}" for m, (_, high) in intervals.items() if high < 0]
+    return out
 
 
 def scene_preservation(run_dir: Path, ids: list[str]) -> dict[str, list[float]]:
@@ -177,9 +198,13 @@ def table(summary: dict[str, Any]) -> str:
     for m in REPORTED:
         low, high = summary["delta_ci95"][m]
         rows.append(f"{m:<22}{summary['before'][m]:>10.3f}{summary['after'][m]:>10.3f}   [{low:+.3f}, {high:+.3f}]")
+    by_category = summary["per_category_ci"]
+    rows.append(f"MAS per category{'':<6}{'before':>10}{'after':>10}   {by_category['confidence']:.2%} CI (6 looks)")
     for category, values in summary["after"]["per_category"].items():
         old = summary["before"]["per_category"][category]
-        rows.append(f"  {category:<20}{old['motion_reward']:>10.3f}{values['motion_reward']:>10.3f}   (motion reward)")
+        low, high = by_category["categories"][category]["mas"]
+        rows.append(f"  {category:<20}{old['mas']:>10.2f}{values['mas']:>10.2f}   [{low:+.2f}, {high:+.2f}]")
+    rows.append(f"categories significantly worse: {', '.join(by_category['worse']) or 'none'}")
     return "\n".join(rows)
 
 

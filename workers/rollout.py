@@ -106,10 +106,13 @@ class Rollout:
         self.version = version
         return version
 
-    def rollout(self, tasks: list[EditTask], epoch: int, keep_images: bool = False) -> RolloutBatch:
+    def rollout(
+        self, tasks: list[EditTask], epoch: int, keep_images: bool = False, samples: int | None = None
+    ) -> RolloutBatch:
+        """Sample and score `samples` edits per task (default `samples_per_prompt`; evaluation asks for 1)."""
         # A private event loop per call: the actor stays a plain (threaded) Ray actor, which an
         # `async def` method would turn into an asyncio actor whose loop asyncio.run cannot nest in.
-        return asyncio.run(_roll_out(self, tasks, epoch, keep_images))
+        return asyncio.run(_roll_out(self, tasks, epoch, keep_images, samples or self.samples_per_prompt))
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[tuple[RewardClient, JudgeClient]]:
@@ -147,7 +150,9 @@ class Rollout:
         return conditions, latents.detach().cpu().clone(), images
 
 
-async def _roll_out(rollout: Rollout, tasks: list[EditTask], epoch: int, keep_images: bool) -> RolloutBatch:
+async def _roll_out(
+    rollout: Rollout, tasks: list[EditTask], epoch: int, keep_images: bool, samples: int
+) -> RolloutBatch:
     """Generate group after group in a thread while earlier groups are scored on the event loop."""
     s = rollout.rewards
     # Read once: every group of this call carries the version its weights had when the call began.
@@ -157,7 +162,7 @@ async def _roll_out(rollout: Rollout, tasks: list[EditTask], epoch: int, keep_im
     async with rollout.connect() as (reward, judge):
         pending: list[tuple[EditTask, list[int], torch.Tensor, Conditions, np.ndarray, asyncio.Task[GroupRewards]]] = []
         for task in tasks:
-            seeds = [sample_seed(rollout.run_seed, epoch, task.prompt_id, k) for k in range(rollout.samples_per_prompt)]
+            seeds = [sample_seed(rollout.run_seed, epoch, task.prompt_id, k) for k in range(samples)]
             t0 = time.perf_counter()
             conditions, latents, images = await asyncio.to_thread(rollout.generate, task, seeds)
             batch.sample_s += time.perf_counter() - t0

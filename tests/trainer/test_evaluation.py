@@ -40,7 +40,10 @@ class ServiceScoredActors:
     def __init__(self, urls: tuple[str, str]) -> None:
         self.urls = urls
 
-    def sample_with(self, weights: Any, tasks: list[EditTask], epoch: int) -> list[RolloutGroup]:
+    def sample_with(
+        self, weights: Any, tasks: list[EditTask], epoch: int, samples: int | None = None
+    ) -> list[RolloutGroup]:
+        assert samples == 1  # one edit per pair, as the bench scores it
         return asyncio.run(self._score(tasks))
 
     async def _score(self, tasks: list[EditTask]) -> list[RolloutGroup]:

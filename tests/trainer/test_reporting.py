@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trainer.demo import summarise, table
+from trainer.demo import category_intervals, summarise, table
 from trainer.evaluation import aggregate
 from trainer.grid import save_grid
 from trainer.metrics import MetricsLog, StageTimer
@@ -69,8 +69,29 @@ def test_summary_has_before_after_and_intervals(tmp_path: Path) -> None:
     assert summary["after"]["scene_psnr"] == 60.0  # copies, matched by id whatever the order
     assert summary["before"]["scene_psnr"] < 10 and summary["delta_ci95"]["scene_psnr"][0] > 0
     assert summary["rows"] == ["p1", "p0", "p11", "p10", "p3", "p2", "p5", "p4"]  # categories in turn, by id
+    by_category = summary["per_category_ci"]
+    assert by_category["confidence"] == pytest.approx(0.975) and by_category["worse"] == []  # two categories
+    for category in ("pose", "locomotion"):
+        assert by_category["categories"][category]["pairs"] == 6
+        assert by_category["categories"][category]["mas"][0] > 0
     json.dumps(summary)  # it goes to summary.json as is
     assert "motion_reward" in table(summary) and "scene_psnr" in table(summary)
+
+
+def test_a_category_that_falls_is_named_worse() -> None:
+    before = items(0.0)
+    after = [{**row, "mas": row["mas"] - 10.0} if row["category"] == "pose" else row for row in items(0.0)]
+    result = category_intervals(before, after)
+    assert result["worse"] == ["pose:mas"]  # locomotion is unchanged: its interval is [0, 0]
+    assert result["categories"]["pose"]["mas"] == pytest.approx([-10.0, -10.0])
+    assert "pose:mas" in table({**summarise_like(before, after), "per_category_ci": result})
+
+
+def summarise_like(before: list[dict], after: list[dict]) -> dict:
+    """A summary with only what `table` reads, built from two lists of items."""
+    zero = {m: [0.0, 0.0] for m in ("motion_reward", "mas", "judge", "scene_psnr")}
+    return {"before": {**aggregate(before), "scene_psnr": 0.0}, "after": {**aggregate(after), "scene_psnr": 0.0},
+            "delta_ci95": zero}  # fmt: skip
 
 
 def test_curves_and_grid_are_drawn(tmp_path: Path) -> None:

@@ -89,6 +89,14 @@ def test_a_rollout_samples_k_edits_per_prompt_with_their_rewards_and_seeds() -> 
     assert learner_view.prompt_id == "p0" and not hasattr(learner_view, "images")
 
 
+def test_evaluation_asks_for_one_sample_per_task_and_gets_the_first_seed() -> None:
+    rollout = FakeRollout(FakeReward())
+    full = rollout.rollout(tasks(1), epoch=4).groups[0]
+    one = rollout.rollout(tasks(1), epoch=4, samples=1).groups[0]
+    assert one.seeds == full.seeds[:1] and one.latents.shape[0] == 1 and len(one.rewards.motion) == 1
+    torch.testing.assert_close(one.latents[0], full.latents[0], atol=1e-4, rtol=1e-4)  # the same draw, batch 1
+
+
 def test_a_group_without_rewards_is_dropped_never_scored() -> None:
     batch = FakeRollout(FakeReward(fail_for="p1")).rollout(tasks(), epoch=0)
     assert [g.task.prompt_id for g in batch.groups] == ["p0"]
