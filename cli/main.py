@@ -70,8 +70,8 @@ TINY_RECIPES: dict[str, dict[str, Any]] = {
         "out": "checkpoints/tiny-kontext",
         "pairs": 1200,
         "vae_steps": 1500,
-        "steps": 3000,
-        "schedule": "constant",
+        "steps": 10000,
+        "schedule": "cosine",
     },
     "qwen_image_edit": {
         "out": "checkpoints/tiny-qwen-image-edit",

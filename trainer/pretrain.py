@@ -278,6 +278,8 @@ def pretrain_tiny(
         "size": size,
         "seed": seed,
         "batch_size": batch_size,
+        # Float sums are split by thread count: the same settings on another count give other weights.
+        "torch_threads": torch.get_num_threads(),
         "vae": {"steps": vae_steps, "lr": vae_lr, "wall_s": round(vae_seconds, 2), "loss": _summary(vae_losses)}
         if vae_steps
         else {"steps": 0},

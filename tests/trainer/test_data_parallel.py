@@ -33,9 +33,10 @@ TIMEOUT_S = 3.0  # ray.collective_timeout_s
 
 @pytest.fixture(scope="module")
 def config() -> TrainConfig:
+    # On-policy, as the reference (the demo's config pipelines its epochs).
     overrides = ["ray.num_learners=2", "optim.grad_accum=2", "optim.timesteps_per_sample=2", "policy.sampling_steps=3",
                  f"data.samples_per_prompt={K}", f"ray.collective_timeout_s={TIMEOUT_S}", "ray.placement_timeout_s=180",
-                 "ray.rollout_resources={}"]  # fmt: skip
+                 "ray.rollout_resources={}", "run.pipeline=false"]  # fmt: skip
     return load_config(CONFIG, overrides)
 
 

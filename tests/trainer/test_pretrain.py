@@ -28,6 +28,7 @@ def test_short_pretraining_lowers_losses_and_saves_a_policy(tmp_path) -> None:
     out = pretrain_tiny(iter(items), tmp_path / "tiny", steps=30, vae_steps=30, batch_size=4, lr=2e-3, seed=0)
     report = json.loads((out / "pretrain.json").read_text())
     assert report["pairs"] == 12 and report["flow"]["steps"] == 30
+    assert report["torch_threads"] == torch.get_num_threads()  # needed to reproduce the weights exactly
     assert report["vae"]["loss"]["final"] < report["vae"]["loss"]["first"]
     assert report["flow"]["loss"]["final"] < report["flow"]["loss"]["first"]
     # The whole bare transformer was trained and saved: no LoRA layers came along with the encoding.

@@ -61,12 +61,14 @@ def config_for(
     preset: Path = CONFIG,
     **extra: object,
 ):
+    # On-policy (the demo pipelines): which epoch sees a service die is then exact; test_pipeline
+    # covers pipelined runs.
     overrides = [
         f"run.out_dir={run_dir}", f"run.epochs={epochs}", "run.eval_every=100", "run.checkpoint_every=1",
         f"data.train_path={data[0]}", f"data.eval_path={data[1]}", "data.prompts_per_epoch=2",
         "data.samples_per_prompt=4", f"reward.reward_url={reward}", f"reward.judge_url={judge}",
         "reward.timeout_s=5", "reward.max_attempts=2", "policy.sampling_steps=3", "optim.timesteps_per_sample=2",
-        "ray.num_cpus=2", *[f"{k}={v}" for k, v in extra.items()],
+        "ray.num_cpus=2", "run.pipeline=false", *[f"{k}={v}" for k, v in extra.items()],
     ]  # fmt: skip
     return load_config(preset, overrides)
 
