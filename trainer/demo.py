@@ -4,7 +4,8 @@ Generates the synthetic dataset, starts the reward API (CPU flow) and the judge 
 backend) on free localhost ports, trains the committed tiny policy with `configs/demo_cpu.yaml`
 (local Ray; `--config configs/demo_cpu_qwen.yaml` trains the tiny Qwen-Image-Edit instead), and
 writes to the run directory (`runs/<run.name>` unless given): `summary.json` (before/after motion reward, MAS and
-judge score, overall and per category, with paired-bootstrap 95% intervals of after - before),
+judge score, overall and per category, with paired-bootstrap 95% intervals of after - before, and
+per category intervals widened for the number of categories, `per_category_ci`),
 `grid.png` (input, target, before, after, rows chosen before training), `before_after.gif`,
 `flows.png` (flows of input -> target, before and after), `curves.png`, the metrics, and `bench/` (MotionEdit-Bench
 on the held-out pairs, base policy against the trained run: results.json, report.md, index.html).
@@ -199,7 +200,8 @@ def table(summary: dict[str, Any]) -> str:
         low, high = summary["delta_ci95"][m]
         rows.append(f"{m:<22}{summary['before'][m]:>10.3f}{summary['after'][m]:>10.3f}   [{low:+.3f}, {high:+.3f}]")
     by_category = summary["per_category_ci"]
-    rows.append(f"MAS per category{'':<6}{'before':>10}{'after':>10}   {by_category['confidence']:.2%} CI (6 looks)")
+    widened = f"{by_category['confidence']:.2%} CI ({len(by_category['categories'])} looks)"
+    rows.append(f"MAS per category{'':<6}{'before':>10}{'after':>10}   {widened}")
     for category, values in summary["after"]["per_category"].items():
         old = summary["before"]["per_category"][category]
         low, high = by_category["categories"][category]["mas"]
