@@ -27,6 +27,7 @@ from PIL import Image, ImageDraw
 from scipy.ndimage import binary_erosion
 
 from motionnft.flow import build_flow_estimator
+from trainer.grid import matched_rows
 
 UNMOVED_TOLERANCE = 12  # |input - target| summed over RGB below this: a pixel the motion leaves alone
 MAX_PSNR = 60.0  # dB, an exact copy (the cap keeps the mean finite)
@@ -72,11 +73,6 @@ def scene_psnr(source: np.ndarray, target: np.ndarray, edit: np.ndarray) -> floa
     return MAX_PSNR if error <= 255.0**2 * 10 ** (-MAX_PSNR / 10) else 10 * math.log10(255.0**2 / error)
 
 
-def _rows(evaluation: dict[str, np.ndarray], ids: Sequence[str]) -> list[int]:
-    where = {str(i): n for n, i in enumerate(evaluation["ids"])}
-    return [where[i] for i in ids if i in where]
-
-
 def _tile(pixels: np.ndarray, scale: int) -> Image.Image:
     image = Image.fromarray(np.asarray(pixels, dtype=np.uint8))
     return image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
@@ -85,7 +81,7 @@ def _tile(pixels: np.ndarray, scale: int) -> Image.Image:
 def save_animation(run_dir: Path, ids: Sequence[str], rows: int = 4, scale: int = 3) -> Path:
     """``before_after.gif``: input, before edit, input, after edit (labelled), the first ``rows`` ids side by side."""
     before, after = saved_evaluations(run_dir)
-    picked = list(zip(_rows(before, ids)[:rows], _rows(after, ids)[:rows], strict=True))
+    picked = matched_rows(before, after, ids)[:rows]  # an id missing from either is left out of both
     frames = []
     for label, source, index in (("input", before, 0), ("before", before, 1), ("input", after, 0),
                                  ("after", after, 1)):  # fmt: skip
@@ -106,7 +102,7 @@ def save_flow_grid(run_dir: Path, ids: Sequence[str], rows: int = 4, scale: int 
     from torchvision.utils import flow_to_image
 
     before, after = saved_evaluations(run_dir)
-    picked = list(zip(_rows(before, ids)[:rows], _rows(after, ids)[:rows], strict=True))
+    picked = matched_rows(before, after, ids)[:rows]  # an id missing from either is left out of both
     flow = build_flow_estimator("dis", "cpu")
     sources = np.stack([before["inputs"][b] for b, _ in picked])
     ends = [np.stack([before["targets"][b] for b, _ in picked]), np.stack([before["edits"][b] for b, _ in picked]),

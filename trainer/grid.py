@@ -19,9 +19,7 @@ def save_grid(run_dir: Path, rows: int = 8, scale: int = 2, ids: Sequence[str] |
         raise FileNotFoundError(f"need two evaluations in {run_dir}, found {len(saved)}")
     before, after = np.load(saved[0]), np.load(saved[-1])
     chosen = [str(i) for i in before["ids"][:rows]] if ids is None else list(ids)
-    where_before = {str(i): n for n, i in enumerate(before["ids"])}
-    where_after = {str(i): n for n, i in enumerate(after["ids"])}
-    pairs = [(where_before[i], where_after[i]) for i in chosen if i in where_before and i in where_after]
+    pairs = matched_rows(before, after, chosen)
     count = len(pairs)
     height, width = before["inputs"].shape[1:3]
     cell_h, cell_w, pad, header = height * scale, width * scale, 4, 16
@@ -39,3 +37,12 @@ def save_grid(run_dir: Path, rows: int = 8, scale: int = 2, ids: Sequence[str] |
     path = run_dir / "grid.png"
     grid.save(path)
     return path
+
+
+def matched_rows(
+    before: dict[str, np.ndarray], after: dict[str, np.ndarray], ids: Sequence[str]
+) -> list[tuple[int, int]]:
+    """(row in `before`, row in `after`) of each id in `ids` that both saved evaluations hold, in order."""
+    where_before = {str(i): n for n, i in enumerate(before["ids"])}
+    where_after = {str(i): n for n, i in enumerate(after["ids"])}
+    return [(where_before[i], where_after[i]) for i in ids if i in where_before and i in where_after]

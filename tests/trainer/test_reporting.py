@@ -11,7 +11,7 @@ from PIL import Image
 
 from trainer.demo import category_intervals, summarise, table
 from trainer.evaluation import aggregate
-from trainer.grid import save_grid
+from trainer.grid import matched_rows, save_grid
 from trainer.metrics import MetricsLog, StageTimer
 from trainer.plots import plot_run
 
@@ -92,6 +92,12 @@ def summarise_like(before: list[dict], after: list[dict]) -> dict:
     zero = {m: [0.0, 0.0] for m in ("motion_reward", "mas", "judge", "scene_psnr")}
     return {"before": {**aggregate(before), "scene_psnr": 0.0}, "after": {**aggregate(after), "scene_psnr": 0.0},
             "delta_ci95": zero}  # fmt: skip
+
+
+def test_rows_are_matched_by_id_and_an_id_missing_from_either_is_left_out() -> None:
+    before = {"ids": np.array(["a", "b", "c"])}
+    after = {"ids": np.array(["c", "a"])}  # "b" was dropped from the last evaluation
+    assert matched_rows(before, after, ["b", "c", "a"]) == [(2, 0), (0, 1)]
 
 
 def test_curves_and_grid_are_drawn(tmp_path: Path) -> None:
