@@ -119,6 +119,32 @@ def combine_rewards(components: Mapping[str, Tensor], weights: Mapping[str, floa
     return torch.stack(terms).sum(dim=0)
 
 
+def reward_agreement(rewards: Tensor, mas: Tensor) -> dict[str, float]:
+    """How the combined rewards (G, K) of an epoch's groups rank their edits against MotionEdit-Bench's
+    MAS (G, K, 0-100) of the same edits: a reading of the reward, not used by the update.
+
+    - ``mas``: the mean MAS of the edits;
+    - ``best_mas_gain``: per group, the MAS of the edit the reward ranks first minus the group's mean
+      MAS, averaged over groups. What the bench would gain if the policy made its best edit of K
+      every time: near 0 when the group's edits are alike or the reward does not see what MAS sees;
+      a gain that stays large while training goes on is headroom the update does not take.
+    - ``reward_mas_corr``: the mean within-group Pearson correlation of reward and MAS, over the groups
+      in which neither is constant (left out when there are none).
+    """
+    if rewards.shape != mas.shape or rewards.dim() != 2 or rewards.numel() == 0:
+        shapes = f"{tuple(rewards.shape)} and {tuple(mas.shape)}"
+        raise ValueError(f"rewards and mas must be the same non-empty (G, K), got {shapes}")
+    r, m = rewards.double(), mas.double()
+    best = m.gather(1, r.argmax(dim=1, keepdim=True)).squeeze(1)
+    out = {"mas": float(m.mean()), "best_mas_gain": float((best - m.mean(dim=1)).mean())}
+    rc, mc = r - r.mean(dim=1, keepdim=True), m - m.mean(dim=1, keepdim=True)
+    scale = rc.norm(dim=1) * mc.norm(dim=1)
+    varied = scale > 0
+    if bool(varied.any()):
+        out["reward_mas_corr"] = float(((rc * mc).sum(dim=1)[varied] / scale[varied]).mean())
+    return out
+
+
 class BanList:
     """The prompt ids banned for saturation (docs/method.md section 4): never sampled, never trained on.
 

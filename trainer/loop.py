@@ -27,7 +27,7 @@ import torch
 from motionnft.contracts.client import JudgeClient, RewardClient
 from motionnft.progress import Metric, StepProgress
 from trainer.actors import ActorLost, RunActors, start_actors
-from trainer.advantages import BanList, combine_rewards, group_advantages, saturated
+from trainer.advantages import BanList, combine_rewards, group_advantages, reward_agreement, saturated
 from trainer.checkpoints import TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
 from trainer.config import TrainConfig, to_yaml
 from trainer.data import load_tasks
@@ -265,6 +265,7 @@ def _advantages(
         "reward_judge": float(components["judge"].mean()),
         "reward_motion_continuous": float(torch.tensor([g.rewards.motion_continuous for g in groups]).mean()),
         "newly_banned": float(len(newly)),
+        **reward_agreement(rewards, torch.tensor([g.rewards.mas for g in groups])),
     }
     return advantages.weight, valid, metrics
 

@@ -1,7 +1,9 @@
 """`motionnft plot RUN_DIR`: training curves from `metrics.jsonl` to `RUN_DIR/curves.png`.
 
-Panels: reward components, evaluation (motion reward, MAS, judge), loss terms, x0 norm, dropped and
-banned prompts, stage times. Matplotlib with the Agg backend: no display needed.
+Panels: reward components, evaluation (motion reward, judge), MAS (held-out and of the training
+edits), loss terms, x0 norm, dropped and banned prompts, stage times, the rollouts' reward wait, and
+how the reward ranks each group's edits against MAS (`trainer.advantages.reward_agreement`).
+Matplotlib with the Agg backend: no display needed.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from trainer.metrics import MetricsLog
 PANELS: list[tuple[str, list[str]]] = [
     ("training rewards", ["reward", "reward_motion", "reward_judge", "reward_motion_continuous"]),
     ("evaluation (held-out)", ["eval.motion_reward", "eval.judge"]),
-    ("evaluation MAS (0-100)", ["eval.mas"]),
+    ("MAS (0-100): held-out, and of the training edits", ["eval.mas", "mas"]),
     ("NFT loss terms", ["loss", "positive", "negative"]),
     ("KL to the base, x0 norm", ["kl", "x0_norm"]),
     ("prompts", ["dropped", "banned"]),
     ("stage seconds", ["stage_s.sample", "stage_s.update", "stage_s.sync", "stage_s.evaluate"]),
     ("rollout: share of time waiting for rewards", ["rollout_wait_share"]),
+    ("MAS of the reward's best edit of a group - the group's mean", ["best_mas_gain"]),
+    ("within-group correlation of reward and MAS", ["reward_mas_corr"]),
 ]
 
 
@@ -42,7 +46,7 @@ def plot_run(run_dir: Path) -> Path:
     records = MetricsLog(run_dir / "metrics.jsonl").read()
     if not records:
         raise FileNotFoundError(f"no metrics in {run_dir / 'metrics.jsonl'}")
-    figure, axes = plt.subplots(4, 2, figsize=(12, 13))
+    figure, axes = plt.subplots(5, 2, figsize=(12, 16))
     for axis, (title, keys) in zip(axes.flat, PANELS, strict=True):
         for key in keys:
             points = [(r["epoch"], v) for r in records if (v := _value(r, key)) is not None]

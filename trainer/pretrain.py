@@ -294,11 +294,3 @@ def pretrain_tiny(
     }
     (out_dir / "pretrain.json").write_text(json.dumps(report, indent=2) + "\n")
     return out_dir
-
-
-def reconstruction_psnr(vae: AutoencoderKL, pixels: Tensor) -> float:
-    """PSNR (dB, images in [-1, 1] as [0, 1]) of the VAE's mode reconstruction: a pretraining health check."""
-    with torch.no_grad():
-        reconstruction = vae.decode(vae.encode(pixels).latent_dist.mode()).sample.clamp(-1, 1)
-    mse = float(torch.mean(((reconstruction - pixels) / 2) ** 2))
-    return 10 * math.log10(1.0 / max(mse, 1e-12))

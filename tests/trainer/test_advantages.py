@@ -14,6 +14,7 @@ from trainer.advantages import (
     combine_rewards,
     group_advantages,
     optimality_weight,
+    reward_agreement,
     saturated,
 )
 
@@ -153,3 +154,23 @@ def test_ban_list() -> None:
         bans.update(["a"], [True, False])
     with pytest.raises(ValueError):
         BanList([""])
+
+
+def test_reward_agreement_by_hand() -> None:
+    rewards = torch.tensor([[0.9, 0.5, 0.1], [0.2, 0.8, 0.5], [0.5, 0.5, 0.5]])
+    mas = torch.tensor([[90.0, 60.0, 30.0], [70.0, 10.0, 40.0], [20.0, 40.0, 60.0]])
+    out = reward_agreement(rewards, mas)
+    assert out["mas"] == pytest.approx(420 / 9)
+    # Group 0's best edit by reward has MAS 90 (mean 60): +30; group 1's has 10 (mean 40): -30; group 2's
+    # rewards tie, so its first edit counts: 20 - 40 = -20.
+    assert out["best_mas_gain"] == pytest.approx((30 - 30 - 20) / 3)
+    # Group 0 agrees exactly, group 1 exactly the wrong way; group 2 (constant reward) is left out.
+    assert out["reward_mas_corr"] == pytest.approx(0.0, abs=1e-12)
+    assert reward_agreement(rewards[:1], mas[:1])["reward_mas_corr"] == pytest.approx(1.0)
+
+
+def test_reward_agreement_without_spread_has_no_correlation_and_checks_shapes() -> None:
+    same = reward_agreement(torch.full((2, 4), 0.7), torch.full((2, 4), 55.0))
+    assert same == {"mas": 55.0, "best_mas_gain": 0.0}
+    with pytest.raises(ValueError, match="same non-empty"):
+        reward_agreement(torch.zeros(2, 4), torch.zeros(2, 3))

@@ -107,6 +107,7 @@ def test_training_changes_weights_and_drops_groups_when_a_service_dies(
     first, second, third = (r for r in records if r["epoch"] in (1, 2, 3) and "stage_s" in r)
     assert first["dropped"] == 0 and second["dropped"] == 0
     assert 0.0 <= first["reward"] <= 1.0 and first["optimizer_steps"] > 0
+    assert 0.0 <= first["mas"] <= 100.0 and "best_mas_gain" in first  # how the reward ranks against MAS
     assert third["dropped"] == 2 and third["dropped_total"] == 2  # the judge died: counted...
     assert "reward" not in third and "loss" not in third  # ...and nothing was scored or learned from them
     initial = torch.load(sorted(run_dir.glob("checkpoint-*.pt"))[0], weights_only=True)["learner"]["default"]
