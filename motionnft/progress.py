@@ -14,7 +14,9 @@ progress bar. Otherwise, or when the environment sets ``MOTIONNFT_PROGRESS=plain
 
 Plain lines never depend on the terminal width (no wrapping, boxes or colour): a log reads the same
 at any COLUMNS and with no terminal. On a terminal the bar replaces the lines (``logger`` is unused).
-ETA = mean duration of the last ``window`` steps x steps left. A StepProgress opened inside another
+ETA = mean duration of the last ``window`` steps x steps left; steps of very different lengths take
+``weights`` (their expected relative durations), and then ETA = recent seconds per unit of weight x
+the weight left. A StepProgress opened inside another
 on the same stream shares its Rich console, so it shows as a second bar instead of a LiveError.
 """
 
@@ -26,7 +28,7 @@ import sys
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TextIO
 
 from rich import progress as rp
@@ -103,18 +105,23 @@ class StepProgress:
         stream: TextIO | None = None,
         logger: logging.Logger | None = None,
         window: int = 10,
+        weights: Sequence[float] | None = None,
         enabled: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``completed``: steps already done (a resumed run); ``enabled=False`` shows nothing;
-        ``window``: steps in the ETA's moving average; ``clock``: monotonic seconds (tests pass a fake)."""
+        ``window``: steps in the ETA's moving average; ``weights``: one expected relative duration per
+        step (default: all equal); ``clock``: monotonic seconds (tests pass a fake)."""
+        if weights is not None and (len(weights) != total or any(w <= 0 for w in weights)):
+            raise ValueError(f"weights must be {total} positive numbers, one per step, got {list(weights)}")
         stream = stream if stream is not None else sys.stderr
         # Inside a Rich live display sys.stderr is Rich's proxy: use (and share) the real stream.
         self.stream: TextIO = getattr(stream, "rich_proxied_file", stream)
         self.label, self.total, self.completed, self.logger = label, total, completed, logger
         self.enabled, self.plain = enabled, is_plain(self.stream)
         self._clock = clock
-        self._durations: deque[float] = deque(maxlen=window)
+        self._weights = list(weights) if weights is not None else [1.0] * total
+        self._durations: deque[tuple[float, float]] = deque(maxlen=window)  # (seconds, step weight)
         self._last = clock()
         self._stage: str | None = None
         self._bar: tuple[rp.Progress, rp.TaskID] | None = None
@@ -137,10 +144,11 @@ class StepProgress:
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds left: mean of the recent step durations times the steps left (None before a step)."""
+        """Seconds left: recent seconds per unit of step weight times the weight left (None before a step)."""
         if not self._durations:
             return None
-        return sum(self._durations) / len(self._durations) * max(0, self.total - self.completed)
+        seconds, weight = (sum(d[i] for d in self._durations) for i in (0, 1))
+        return seconds / weight * sum(self._weights[self.completed :])
 
     def stage(self, name: str) -> None:
         """Name what the current step is doing now (shown on the bar and on the step's line)."""
@@ -151,7 +159,8 @@ class StepProgress:
     def advance(self, metrics: Mapping[str, Metric] | None = None) -> None:
         """One step done: update the bar, or write one plain line (module docstring)."""
         now = self._clock()
-        self._durations.append(now - self._last)
+        weight = self._weights[self.completed] if self.completed < self.total else 1.0
+        self._durations.append((now - self._last, weight))
         self._last, self.completed = now, self.completed + 1
         eta, shown = format_duration(self.eta_s or 0.0), format_metrics(metrics or {})
         if self._bar is not None:

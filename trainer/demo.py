@@ -30,7 +30,7 @@ from motionnft.bench.statistics import paired_bootstrap_ci
 from motionnft.data.synth import generate, split, write_dataset
 from motionnft.progress import StepProgress
 from motionnft.stack import MLLM_JUDGE, REWARD_API, LocalStack
-from trainer.config import load_config
+from trainer.config import ConfigError, load_config
 from trainer.demo_bench import bench_before_after
 from trainer.demo_pictures import demo_rows, save_animation, save_flow_grid, saved_evaluations, scene_psnr
 from trainer.grid import save_grid
@@ -43,6 +43,18 @@ METRICS = ("motion_reward", "mas", "judge")
 REPORTED = (*METRICS, "scene_psnr")  # scene_psnr: PSNR (dB) to the input where the true motion changes nothing
 # The demo's steps; the before and after evaluations are the epoch bar's first and last "evaluate".
 STAGES = ("data", "services", "train", "summary", "pictures", "bench")
+
+
+def stage_seconds(epochs: int, eval_every: int, bench: bool = True) -> list[float]:
+    """Expected wall seconds of each of STAGES (without "bench" when ``bench`` is False), as measured
+    on 2 CPU cores: the demo bar's ETA weights, so that training is not counted as one step in six.
+    Training: Ray and the actors' start, 9.5 s an epoch and 22 s an evaluation (one before training,
+    one every ``eval_every`` epochs and one after the last)."""
+    evaluations = 1 + -(-epochs // eval_every)
+    seconds = [3.0, 4.0, 10.0 + 9.5 * epochs + 22.0 * evaluations, 2.0, 5.0, 30.0]
+    return seconds if bench else seconds[:-1]
+
+
 # The ablations people ask about (docs/benchmarks.md): the same demo with one thing changed. "method" is
 # the demo as it ships (rewards 0.5/0.5, the continuous motion signal, both NFT branches).
 ABLATIONS: dict[str, list[str]] = {
@@ -135,21 +147,25 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--skip-bench", action="store_true", help="Stop after the pictures (no MotionEdit-Bench).")
     args = parser.parse_args(argv)
+    changes = [*ABLATIONS[args.ablation], *args.overrides]
+    try:  # a bad config or --set fails now, before any work
+        run = load_config(args.config, changes).run
+    except ConfigError as error:
+        parser.error(str(error))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` cleans up like Ctrl-C
     started = time.perf_counter()
     # runs/demo for configs/demo_cpu.yaml, runs/demo-qwen for configs/demo_cpu_qwen.yaml: demos keep apart.
     suffix = "" if args.ablation == "method" else f"-{args.ablation}"
-    run_dir = args.run_dir or Path(os.environ.get("RUN_DIR") or f"runs/{load_config(args.config).run.name}{suffix}")
+    run_dir = args.run_dir or Path(os.environ.get("RUN_DIR") or f"runs/{run.name}{suffix}")
     run_dir.mkdir(parents=True, exist_ok=True)
+    weights = stage_seconds(run.epochs, run.eval_every, bench=not args.skip_bench)
     # The demo's own steps; the data writing and the epochs show their own progress under this one.
-    with StepProgress("demo", total=len(STAGES), logger=log) as progress:
+    with StepProgress("demo", total=len(weights), weights=weights, logger=log) as progress:
         progress.stage("data")
         train_path, eval_path = make_data(run_dir / "data", args.pairs, 0, 0.2)
         progress.advance({"pairs": args.pairs})
-        base = [f"run.out_dir={run_dir}", f"data.train_path={train_path}", f"data.eval_path={eval_path}",
-                *ABLATIONS[args.ablation], *args.overrides]  # fmt: skip
-        load_config(args.config, base)  # a bad --set fails now, before any service starts
+        base = [f"run.out_dir={run_dir}", f"data.train_path={train_path}", f"data.eval_path={eval_path}", *changes]
         run_with_services(args.config, base, run_dir, progress)
         progress.stage("summary")
         summary = summarise(run_dir) | {"wall_s": round(time.perf_counter() - started, 1)}

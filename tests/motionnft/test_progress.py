@@ -59,6 +59,25 @@ def test_plain_mode_writes_one_line_per_step_with_count_eta_and_metrics() -> Non
     ]
 
 
+def test_weighted_steps_give_the_eta_in_seconds_per_unit_of_weight() -> None:
+    stream, clock = io.StringIO(), FakeClock()
+    with StepProgress("demo", total=3, weights=[1.0, 60.0, 3.0], stream=stream, clock=clock) as progress:
+        for seconds in (2.0, 100.0, 9.0):
+            clock.now += seconds
+            progress.advance()
+    assert stream.getvalue().splitlines() == [
+        "demo 1/3  eta 2m06s",  # 2 s per unit x 63 units left
+        "demo 2/3  eta 5s",  # (2 + 100) s / 61 units x 3 units left
+        "demo 3/3  eta 0s",
+    ]
+
+
+@pytest.mark.parametrize("weights", [[1.0, 2.0], [1.0, 0.0, 1.0]])
+def test_weights_must_be_one_positive_number_per_step(weights: list[float]) -> None:
+    with pytest.raises(ValueError, match="one per step"):
+        StepProgress("demo", total=3, weights=weights)
+
+
 def test_plain_mode_counts_from_a_resumed_step_and_can_log_instead(caplog: pytest.LogCaptureFixture) -> None:
     stream, clock, logger = io.StringIO(), FakeClock(), logging.getLogger("tests.progress")
     progress = StepProgress("epoch", total=60, completed=57, stream=stream, logger=logger, clock=clock)
