@@ -16,8 +16,8 @@ Plain lines never depend on the terminal width (no wrapping, boxes or colour): a
 at any COLUMNS and with no terminal. On a terminal the bar replaces the lines (``logger`` is unused).
 ETA = mean duration of the last ``window`` steps x steps left; steps of very different lengths take
 ``weights`` (their expected relative durations), and then ETA = recent seconds per unit of weight x
-the weight left. A StepProgress opened inside another
-on the same stream shares its Rich console, so it shows as a second bar instead of a LiveError.
+the weight left. A StepProgress opened inside another on the same stream shares its Rich console, so
+it shows as a second bar instead of a LiveError.
 """
 
 from __future__ import annotations

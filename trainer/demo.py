@@ -177,8 +177,8 @@ def main(argv: list[str] | None = None) -> None:
         save_flow_grid(run_dir, summary["rows"])
         plot_run(run_dir)
         progress.advance()
-        progress.stage("bench")
         if not args.skip_bench:
+            progress.stage("bench")
             bench = bench_before_after(args.config, run_dir, eval_path, load_config(args.config, base).data.size)
             progress.advance({f"bench_{m}": "-" if s.overall is None else f"{s.overall:.2f}"
                               for m, s in bench.results.models.items()})  # fmt: skip
