@@ -147,7 +147,8 @@ class StepProgress:
         """Seconds left: recent seconds per unit of step weight times the weight left (None before a step)."""
         if not self._durations:
             return None
-        seconds, weight = (sum(d[i] for d in self._durations) for i in (0, 1))
+        seconds = sum(duration for duration, _ in self._durations)
+        weight = sum(step_weight for _, step_weight in self._durations)
         return seconds / weight * sum(self._weights[self.completed :])
 
     def stage(self, name: str) -> None:
